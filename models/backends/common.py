@@ -1,0 +1,75 @@
+"""What the two LLM backends (vllm, openai) share: prompt preparation and turning text into an outcome."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from models import prompt as P
+from models.errors import FailureReason, OutputParseError, OverBudgetError
+from models.interface import UpdateFailure, UpdateRequest, UpdateSuccess, Usage
+from models.parse import parse_summary
+from models.tokens import PromptTokenizer, check_budget
+from prefstream.errors import ConfigError
+from prefstream.settings import ModelSettings
+
+
+def tokenizer_path(m: ModelSettings) -> Path:
+    """PREFSTREAM_TOKENIZER, else the model directory."""
+    if m.tokenizer is not None:
+        return m.tokenizer
+    model = Path(m.model).expanduser()
+    if model.is_dir():
+        return model
+    raise ConfigError(
+        f"PREFSTREAM_TOKENIZER is not set and PREFSTREAM_MODEL={m.model!r} is not a directory: "
+        "the prompt is rendered and counted locally and needs the model's tokenizer.json"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    rendered: P.RenderedPrompt
+    ids: list[int]
+
+
+def prepare(tokenizer: PromptTokenizer, request: UpdateRequest, budget: int) -> Prepared | UpdateFailure:
+    """Render and encode the prompt; an over-budget prompt is a (non-retryable) failure, never a cut."""
+    rendered = P.render(request.previous_summary, request.evidence)
+    ids = tokenizer.encode(rendered)
+    try:
+        check_budget(len(ids), budget)
+    except OverBudgetError as exc:
+        return failure(request, FailureReason.OVER_BUDGET, str(exc), retryable=False)
+    return Prepared(rendered, ids)
+
+
+def failure(request: UpdateRequest, reason: FailureReason, message: str, *, retryable: bool = True) -> UpdateFailure:
+    return UpdateFailure(request_id=request.request_id, reason=reason.value, message=message, retryable=retryable)
+
+
+def outcome(
+    request: UpdateRequest,
+    *,
+    text: str,
+    finish_reason: str | None,
+    prompt_tokens: int,
+    completion_tokens: int,
+    latency_s: float,
+    model_id: str,
+    max_summary_chars: int,
+) -> UpdateSuccess | UpdateFailure:
+    """Parse a finished generation into a success, or a failure with its distinct reason."""
+    if finish_reason == "abort":
+        return failure(request, FailureReason.ABORTED, "the engine aborted the request")
+    try:
+        summary = parse_summary(text, finish_reason=finish_reason, max_chars=max_summary_chars)
+    except OutputParseError as exc:
+        return failure(request, exc.reason, str(exc))
+    return UpdateSuccess(
+        request_id=request.request_id,
+        summary=summary,
+        usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, latency_s=latency_s),
+        model=model_id,
+        prompt_version=P.PROMPT_VERSION,
+    )

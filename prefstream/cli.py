@@ -1,0 +1,80 @@
+"""The `prefstream` command.
+
+Each subcommand lives in the package that owns it and is imported only when it runs, so
+`prefstream --help` never imports faust, vLLM or torch. A subcommand module provides
+`add_arguments(parser, command)` and `run(args) -> int`; `args.settings` holds the `Settings`
+read once from the environment, and `args.command` the subcommand's name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help). Nested groups use "group subcommand".
+COMMANDS: dict[str, tuple[str, str]] = {
+    "kafka up": ("prefstream.kafka.cli", "Fetch (cached) and start a local Kafka broker; reuse one already started."),
+    "kafka down": ("prefstream.kafka.cli", "Stop exactly the local broker(s) `kafka up` started."),
+    "kafka status": ("prefstream.kafka.cli", "Say whether the local broker is running."),
+    "kafka fetch": ("prefstream.kafka.cli", "Fetch the pinned Kafka jars from Maven Central into the cache."),
+    "topics ensure": ("prefstream.topics_cli", "Create missing topics; report mismatches."),
+    "worker": ("streams.cli", "Run a stream worker (needs PREFSTREAM_MODEL_BACKEND)."),
+    "redrive": ("streams.redrive", "Retry the model updates of parked users."),
+    "prompt": ("models.cli", "Print the exact chat messages the model would get for a JSONL file of events."),
+    "demo": ("prefstream.demo", "End to end: broker, worker, sample events in, profiles printed."),
+    "settings": ("prefstream.settings_cli", "Print the effective settings, or the README's table."),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="prefstream", description=__doc__.splitlines()[0])
+    groups: dict[str, argparse._SubParsersAction[argparse.ArgumentParser]] = {}
+    top = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    group_parsers: dict[str, argparse.ArgumentParser] = {}
+    for name, (module, help_text) in COMMANDS.items():
+        words = name.split()
+        if len(words) == 1:
+            sub = top.add_parser(words[0], help=help_text)
+        else:
+            group, leaf = words
+            if group not in groups:
+                group_parsers[group] = top.add_parser(group, help=f"{group} commands")
+                groups[group] = group_parsers[group].add_subparsers(dest="subcommand", required=True)
+            sub = groups[group].add_parser(leaf, help=help_text)
+        sub.set_defaults(_command=name, _module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    # Parse only the command words first, then let the owning module add its own arguments.
+    words = [a for a in argv if not a.startswith("-")][:2]
+    name = next((n for n in COMMANDS if n.split() == words[: len(n.split())]), None)
+    if name is None or argv[: len(name.split())] != name.split():
+        parser.parse_args(argv)  # prints usage (or help) and exits
+        raise SystemExit(2)
+    known = argparse.Namespace(_command=name, _module=COMMANDS[name][0])
+    module = importlib.import_module(known._module)
+    full = argparse.ArgumentParser(prog=f"prefstream {known._command}")
+    module.add_arguments(full, known._command)
+    args = full.parse_args(argv[len(known._command.split()) :])
+    args.command = known._command
+    from prefstream import logs
+    from prefstream.errors import PrefstreamError
+    from prefstream.settings import Settings
+
+    try:
+        args.settings = Settings.from_env()
+        logs.configure(args.settings.worker.log_format, args.settings.worker.log_level)
+        return int(module.run(args) or 0)
+    except PrefstreamError as exc:
+        print(f"prefstream {known._command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

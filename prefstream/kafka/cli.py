@@ -1,0 +1,56 @@
+"""`prefstream kafka up|down|status|fetch`: a local broker for development, demos and tests."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from prefstream.kafka import local
+from prefstream.settings import Settings
+
+DEFAULT_PORT = 9092
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    if command == "kafka up":
+        parser.add_argument("--nodes", type=int, default=1, choices=(1, 3), help="1 node, or 3 for fault tests")
+        parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="first broker port (default 9092)")
+        parser.add_argument("--heap", default="512m", help="JVM heap per broker")
+
+
+def _root(settings: Settings) -> Path:
+    return settings.worker.data_dir / "kafka"
+
+
+def run(args: argparse.Namespace) -> int:
+    settings: Settings = args.settings
+    if args.command == "kafka fetch":
+        print(local.fetch())
+        return 0
+    root = _root(settings)
+    if args.command == "kafka up":
+        if "KAFKA_BOOTSTRAP_SERVERS" in os.environ and local.LocalCluster.load(root) is None:
+            # An explicit broker means: use it, start nothing.
+            local.wait_ready(settings.kafka.bootstrap_servers, 1, timeout=30)
+            print(f"using the broker at {settings.kafka.bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS); nothing started")
+            return 0
+        ports = [args.port + 10 * i for i in range(args.nodes)]
+        cluster = local.start(root, nodes=args.nodes, ports=ports, heap=args.heap)
+        verb = "reused the running" if cluster.reused else "started a"
+        print(f"{verb} local Kafka {local.KAFKA_VERSION} at {cluster.bootstrap_servers} (data in {root})")
+        if cluster.bootstrap_servers != settings.kafka.bootstrap_servers:
+            print(f"export KAFKA_BOOTSTRAP_SERVERS={cluster.bootstrap_servers}")
+        return 0
+    if args.command == "kafka down":
+        stopped = local.stop(root)
+        print("stopped the local Kafka" if stopped else f"no local Kafka was started from {root}")
+        return 0
+    if args.command == "kafka status":
+        cluster = local.LocalCluster.load(root)
+        if cluster is None:
+            print("not running")
+            return 1
+        print(f"running at {cluster.bootstrap_servers} (pids {', '.join(str(n.pid) for n in cluster.nodes)})")
+        return 0
+    raise AssertionError(args.command)

@@ -1,0 +1,153 @@
+"""`decode_event`: bytes from the events topic to a typed event, or `EventRejected` with a stable code.
+
+Checks run in this order; the first failure is reported:
+
+1. the value is present (`missing_value`), at most `max_event_bytes` long (`too_large`) and valid UTF-8
+   (`invalid_utf8`);
+2. msgspec decodes it against the Structs of `schemas.events` (JSON syntax, `kind`, required fields,
+   types and the static bounds; unknown fields are ignored);
+3. the message key, when present, equals the UTF-8 bytes of `user_id` (`key_mismatch`); a null key is
+   accepted and the worker keys by `user_id`;
+4. the configured bounds of `LimitSettings` (`too_long`, `too_many`);
+5. the checks JSON Schema cannot state: `ts` names a real date (`invalid_ts`), `clicked` indices point
+   into `shown` and are distinct (`out_of_range`, `duplicate_value`), `score` <= `scale` (`out_of_range`).
+
+A bad message raises `EventRejected`, never anything else: arbitrary bytes are a test case.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+import msgspec
+
+from prefstream.settings import LimitSettings
+from schemas import bounds
+from schemas.errors import EventRejected, RejectCode
+from schemas.events import KINDS, Event, ImpressionEvent, RatingEvent
+from schemas.timefmt import ts_to_ms
+
+_DECODER: Final = msgspec.json.Decoder(Event)
+
+_AT = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.DOTALL)
+_MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
+_LENGTH = re.compile(r"^Expected `(?P<type>\w+)` of length (?P<op><=|>=) (?P<bound>\d+)$")
+_NUMBER = re.compile(r"^Expected `(?:int|float)` (?:<=|>=|<|>) [-0-9.e+]+$")
+_REGEX = re.compile(r"^Expected `str` matching regex ")
+_GOT = re.compile(r"^Expected `(?P<expected>[^`]+)`, got `(?P<got>[^`]+)`$")
+
+#: Paths whose every constraint violation has its own code (the field's format is the contract).
+_FIELD_CODES: Final = {
+    "$.user_id": RejectCode.INVALID_USER_ID,
+    "$.event_id": RejectCode.INVALID_EVENT_ID,
+    "$.ts": RejectCode.INVALID_TS,
+}
+
+
+def decode_event(key: bytes | None, value: bytes | None, limits: LimitSettings) -> Event:
+    """Decode one message of the events topic. Raises `EventRejected` for anything that is not a valid event."""
+    # 1. Cheap checks on the raw bytes, before any parsing.
+    if value is None:
+        raise EventRejected(RejectCode.MISSING_VALUE, "$", "expected an event, got a null value (tombstone)")
+    if len(value) > limits.max_event_bytes:
+        raise EventRejected(
+            RejectCode.TOO_LARGE, "$", f"expected at most {limits.max_event_bytes} bytes, got {len(value)}"
+        )
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise EventRejected(RejectCode.INVALID_UTF8, "$", f"value is not valid UTF-8 at byte {e.start}") from None
+
+    # 2. Structure, types and static bounds.
+    try:
+        event = _DECODER.decode(value)
+    except msgspec.ValidationError as e:
+        # msgspec stops at the first type error, possibly before a syntax error further on: a document
+        # that is not well-formed JSON is reported as such whatever else is wrong with it.
+        try:
+            msgspec.json.decode(value)
+        except (msgspec.DecodeError, UnicodeDecodeError) as syntax:
+            raise EventRejected(RejectCode.INVALID_JSON, "$", _strip_values(str(syntax))) from None
+        raise _translate(str(e)) from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as e:
+        raise EventRejected(RejectCode.INVALID_JSON, "$", _strip_values(str(e))) from None
+
+    # 3. The key partitions the topic: a key that is not this user's would put the event on the wrong worker.
+    if key is not None and key != event.user_id.encode("utf-8"):
+        raise EventRejected(RejectCode.KEY_MISMATCH, "$.user_id", "message key differs from the UTF-8 bytes of user_id")
+
+    # 4. Bounds operators configure.
+    for violation in bounds.iter_violations(event, Event, limits):  # type: ignore[arg-type]
+        if violation.limit == "max_text_chars":
+            raise EventRejected(
+                RejectCode.TOO_LONG,
+                violation.path,
+                f"expected at most {violation.bound} characters, got {violation.actual}",
+            )
+        raise EventRejected(
+            RejectCode.TOO_MANY, violation.path, f"expected at most {violation.bound} entries, got {violation.actual}"
+        )
+
+    # 5. Cross-field and calendar checks.
+    _check_semantics(event)
+    return event
+
+
+def _check_semantics(event: Event) -> None:
+    try:
+        ts_to_ms(event.ts)
+    except ValueError:
+        raise EventRejected(RejectCode.INVALID_TS, "$.ts", "expected a date and time that exist") from None
+    if isinstance(event, ImpressionEvent):
+        seen: set[int] = set()
+        for i, index in enumerate(event.clicked):
+            if index >= len(event.shown):
+                raise EventRejected(
+                    RejectCode.OUT_OF_RANGE,
+                    f"$.clicked[{i}]",
+                    f"expected an index into shown (0 to {len(event.shown) - 1}), got {index}",
+                )
+            if index in seen:
+                raise EventRejected(RejectCode.DUPLICATE_VALUE, f"$.clicked[{i}]", f"index {index} is listed twice")
+            seen.add(index)
+    elif isinstance(event, RatingEvent) and event.score > event.scale:
+        raise EventRejected(
+            RejectCode.OUT_OF_RANGE, "$.score", f"expected a score between 0 and scale ({event.scale})"
+        )
+
+
+def _translate(text: str) -> EventRejected:
+    """Map a msgspec ValidationError message to our stable code and path (pinned by tests per code)."""
+    m = _AT.match(text)
+    msg, path = (m.group("msg"), m.group("path") or "$") if m else (text, "$")
+    missing = _MISSING.match(msg)
+    if missing:
+        field_path = f"{path}.{missing.group('field')}"
+        return EventRejected(RejectCode.MISSING_FIELD, field_path, f"required field `{missing.group('field')}` is absent")
+    if path == "$.kind" and msg.startswith("Invalid value"):
+        return EventRejected(RejectCode.UNKNOWN_KIND, path, f"expected kind to be one of: {', '.join(KINDS)}")
+    got = _GOT.match(msg)
+    if got or msg == "Expected `str`":  # msgspec omits `got` for a tag of the wrong type
+        return EventRejected(RejectCode.WRONG_TYPE, path, msg)
+    special = _FIELD_CODES.get(path)
+    if special is not None:
+        return EventRejected(special, path, msg)
+    length = _LENGTH.match(msg)
+    if length:
+        is_str = length.group("type") == "str"
+        if length.group("op") == "<=":
+            code = RejectCode.TOO_LONG if is_str else RejectCode.TOO_MANY
+        else:
+            code = RejectCode.TOO_SHORT if is_str else RejectCode.TOO_FEW
+        return EventRejected(code, path, msg)
+    if _NUMBER.match(msg):
+        return EventRejected(RejectCode.OUT_OF_RANGE, path, msg)
+    if _REGEX.match(msg):
+        return EventRejected(RejectCode.INVALID_VALUE, path, msg)
+    return EventRejected(RejectCode.INVALID_VALUE, path, _strip_values(msg))
+
+
+def _strip_values(text: str) -> str:
+    # msgspec quotes offending values in a few messages; they may be user text, which never leaves in errors.
+    return re.sub(r"'[^']*'", "'…'", text)

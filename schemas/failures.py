@@ -1,0 +1,54 @@
+"""Failure records: one per model update that failed, on `PREFSTREAM_FAILURES_TOPIC` (key = UTF-8 `user_id`).
+
+They carry identifiers, counts and codes only, never user text or model output, so the topic can be read
+by operators and kept longer than the data it describes.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final
+
+import msgspec
+from msgspec import Meta
+
+from schemas.errors import RecordDecodeError
+from schemas.events import UserId
+
+FAILURE_SCHEMA_VERSION: Final = 1
+
+
+class FailureRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A model update that did not produce a profile; the previous summary stays current."""
+
+    schema_version: Annotated[int, Meta(ge=1)]
+    user_id: UserId
+    epoch: Annotated[int, Meta(ge=1)]
+    base_version: Annotated[int, Meta(ge=0, description="Profile version the update started from (0: none yet).")]
+    reason: Annotated[str, Meta(description="Stable failure code from models.errors (e.g. `unparseable_output`).")]
+    attempts: Annotated[int, Meta(ge=1)]
+    event_count: Annotated[int, Meta(ge=0, description="Events in the failed update.")]
+    first_event_id: str = ""
+    last_event_id: str = ""
+    first_event_ts: Annotated[str, Meta(description="Earliest `ts` in the update, RFC 3339 UTC.")] = ""
+    last_event_ts: Annotated[str, Meta(description="Latest `ts` in the update, RFC 3339 UTC.")] = ""
+    failed_at: Annotated[str, Meta(description="When the last attempt failed, RFC 3339 UTC.")] = ""
+    model: str = ""
+    prompt_version: str = ""
+    backend: str = ""
+
+
+_ENCODER: Final = msgspec.json.Encoder()
+_DECODER: Final = msgspec.json.Decoder(FailureRecord)
+
+
+def encode_failure(record: FailureRecord) -> bytes:
+    """The wire bytes of a failure record."""
+    return _ENCODER.encode(record)
+
+
+def decode_failure(data: bytes) -> FailureRecord:
+    """Read a failure record. Raises `RecordDecodeError` if it is not one."""
+    try:
+        return _DECODER.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError) as e:
+        raise RecordDecodeError(f"not a failure record: {e}") from None

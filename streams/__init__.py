@@ -1,0 +1,1 @@
+"""The faust-streaming app: per-user buffering, folding through the model, publishing profiles."""

@@ -1,0 +1,34 @@
+"""Errors of the stream worker.
+
+    PrefstreamError
+    └── StreamsError                 anything streams/ raises on purpose
+        ├── PartitionCountChanged    a topic's partition count differs from PREFSTREAM_PARTITIONS
+        └── InternalRecordError      an internal record (repartition, result, command) cannot be read
+
+Per-event problems never raise out of the agent: invalid events go to the dead-letter topic, failed
+model updates become failure records. Only these fatal conditions stop the worker.
+"""
+
+from __future__ import annotations
+
+from prefstream.errors import PrefstreamError
+
+
+class StreamsError(PrefstreamError):
+    """Root of the errors raised by streams/."""
+
+
+class PartitionCountChanged(StreamsError):
+    """A topic the worker consumes has a partition count other than PREFSTREAM_PARTITIONS."""
+
+    def __init__(self, topic: str, found: int, expected: int) -> None:
+        super().__init__(
+            f"topic {topic!r} has {found} partitions, PREFSTREAM_PARTITIONS is {expected}: per-user state lives in "
+            "partition murmur2(user_id) % partitions, so the count is fixed at creation (docs/streams.md, "
+            "'Changing the partition count')"
+        )
+        self.topic, self.found, self.expected = topic, found, expected
+
+
+class InternalRecordError(StreamsError):
+    """A record on one of prefstream's internal topics cannot be decoded (a bug or a foreign writer)."""

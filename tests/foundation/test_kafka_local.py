@@ -1,0 +1,77 @@
+"""The project's own Kafka runner: fetch once, start, reuse, stop exactly what it started."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from prefstream.kafka import local
+
+pytestmark = pytest.mark.kafka
+
+
+def test_session_broker_accepts_clients(kafka_bootstrap: str) -> None:
+    """The session broker answers metadata requests and refuses to auto-create topics."""
+    from kafka import KafkaAdminClient, KafkaProducer
+    from kafka.errors import KafkaTimeoutError
+
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    assert admin.describe_cluster()["brokers"]
+    admin.close()
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, max_block_ms=1500)
+    with pytest.raises(KafkaTimeoutError):
+        producer.send("prefstream.no-such-topic", b"x").get(timeout=3)
+    producer.close()
+
+
+def test_fetch_is_cached() -> None:
+    """A second fetch finds the checked jars in the cache and does not run Maven."""
+    lib = local.fetch()
+    assert (lib / f"kafka_2.13-{local.KAFKA_VERSION}.jar").exists()
+    assert (lib / ".complete").read_text().count(".jar") > 20
+    assert local.fetch() == lib
+
+
+@pytest.mark.skipif(bool(os.environ.get("KAFKA_BOOTSTRAP_SERVERS")), reason="uses its own broker")
+def test_up_is_idempotent_and_down_stops_exactly_it(tmp_path: Path) -> None:
+    """start() twice reuses the running broker; stop() ends exactly the process it recorded."""
+    first = local.start(tmp_path)
+    try:
+        again = local.start(tmp_path)
+        assert again.reused and again.nodes == first.nodes
+        pid = first.nodes[0].pid
+        assert local._alive(pid)
+    finally:
+        assert local.stop(tmp_path)
+    assert not local._alive(pid)
+    assert local.LocalCluster.load(tmp_path) is None
+    assert local.stop(tmp_path) is False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(bool(os.environ.get("KAFKA_BOOTSTRAP_SERVERS")), reason="uses its own brokers")
+def test_three_node_cluster_survives_a_killed_node(tmp_path: Path) -> None:
+    """A 3-node KRaft cluster keeps serving with one node killed, and takes it back after a restart."""
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+
+    cluster = local.start(tmp_path, nodes=3, heap="384m")
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap_servers)
+        admin.create_topics({"t": {"num_partitions": 3, "replication_factor": 3}}, wait_for_metadata=True)
+        admin.close()
+        local.stop_node(cluster, cluster.nodes[2], kill=True)
+        producer = KafkaProducer(bootstrap_servers=cluster.bootstrap_servers, acks="all")
+        for i in range(30):
+            producer.send("t", key=str(i).encode(), value=b"v")
+        producer.flush(timeout=30)
+        producer.close()
+        cluster = local.restart_node(cluster, cluster.nodes[2])
+        local.wait_ready(cluster.bootstrap_servers, 3)
+        consumer = KafkaConsumer("t", bootstrap_servers=cluster.bootstrap_servers, auto_offset_reset="earliest",
+                                 consumer_timeout_ms=10000)
+        assert sum(1 for _ in consumer) == 30
+        consumer.close()
+    finally:
+        local.stop(tmp_path, timeout=5)

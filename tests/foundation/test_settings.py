@@ -1,0 +1,67 @@
+"""Settings are read once from PREFSTREAM_* variables, typed, documented and strict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from prefstream.errors import ConfigError
+from prefstream.settings import Settings, markdown_table
+
+
+def test_defaults_match_the_contract() -> None:
+    """With an empty environment every contract name has its documented default."""
+    s = Settings.from_env({})
+    assert s.kafka.bootstrap_servers == "127.0.0.1:9092"
+    assert (s.topics.events, s.topics.profiles) == ("prefstream.events", "prefstream.profiles")
+    assert (s.topics.dlq, s.topics.failures) == ("prefstream.dlq", "prefstream.failures")
+    assert s.worker.app_id == "prefstream"
+    assert s.worker.web_bind == "127.0.0.1"
+    assert s.model.backend is None
+
+
+def test_environment_overrides_are_typed() -> None:
+    """Values are parsed to the declared type."""
+    s = Settings.from_env(
+        {"PREFSTREAM_PARTITIONS": "12", "PREFSTREAM_DATA_DIR": "/var/x", "PREFSTREAM_SESSION_TIMEOUT_S": "7.5"}
+    )
+    assert s.topics.partitions == 12
+    assert s.worker.data_dir == Path("/var/x")
+    assert s.worker.session_timeout_s == 7.5
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"PREFSTREAM_PARTITIONS": "many"}, "PREFSTREAM_PARTITIONS='many': expected int"),
+        ({"PREFSTREAM_PARTITIONS": "0"}, "PREFSTREAM_PARTITIONS must be >= 1"),
+        ({"PREFSTREAM_MODEL_BACKEND": "gpt"}, "PREFSTREAM_MODEL_BACKEND='gpt': expected one of"),
+        ({"PREFSTREAM_LOG_FORMAT": "xml"}, "expected one of json, console"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
+    """A malformed value fails start-up with the variable's name and what was expected."""
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        Settings.from_env(env)
+
+
+def test_worker_backend_is_required() -> None:
+    """There is no silent default model backend."""
+    with pytest.raises(ConfigError, match="PREFSTREAM_MODEL_BACKEND is required"):
+        Settings.from_env({}).model.require_backend()
+    assert Settings.from_env({"PREFSTREAM_MODEL_BACKEND": "ledger"}).model.require_backend() == "ledger"
+
+
+def test_unprefixed_variables_are_ignored() -> None:
+    """Names Kubernetes injects (WEB_PORT, BROKER_URL) never change prefstream's settings."""
+    s = Settings.from_env({"WEB_PORT": "1", "BROKER_URL": "kafka://elsewhere:1", "APP_ID": "x"})
+    assert s == Settings.from_env({})
+
+
+def test_readme_table_lists_every_setting() -> None:
+    """The README's configuration table is generated from the declarations and is in the README."""
+    table = markdown_table()
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    for line in table.splitlines()[2:]:
+        assert line in readme, f"README is missing the row: {line}"

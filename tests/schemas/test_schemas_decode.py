@@ -1,0 +1,184 @@
+"""decode_event: valid events of every kind decode; each kind of bad input yields its documented code."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from prefstream.settings import LimitSettings
+from schemas.decode import decode_event
+from schemas.errors import REJECT_CODE_DOCS, EventRejected, RejectCode
+from schemas.events import KINDS, EVENT_SCHEMA_VERSION, ImpressionEvent, Item, encode_event
+from schemas.examples import EXAMPLES
+
+LIMITS = LimitSettings()
+
+
+def _bytes(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, ensure_ascii=False).encode()
+
+
+def _example(kind: str) -> dict[str, Any]:
+    return json.loads(EXAMPLES[kind])
+
+
+def _rejected(value: bytes | None, key: bytes | None = None, limits: LimitSettings = LIMITS) -> EventRejected:
+    with pytest.raises(EventRejected) as info:
+        decode_event(key, value, limits)
+    return info.value
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_examples_decode_to_their_kind(kind: str) -> None:
+    """Each documented example decodes, with its key, to the Struct of its kind."""
+    doc = _example(kind)
+    event = decode_event(doc["user_id"].encode(), EXAMPLES[kind].encode(), LIMITS)
+    assert isinstance(event, KINDS[kind])
+    assert event.user_id == doc["user_id"]
+    assert event.schema_version == EVENT_SCHEMA_VERSION
+
+
+def test_every_kind_has_an_example() -> None:
+    """The examples cover exactly the known kinds."""
+    assert set(EXAMPLES) == set(KINDS)
+
+
+def test_null_key_is_accepted() -> None:
+    """A null message key is fine: the worker keys by user_id."""
+    event = decode_event(None, EXAMPLES["forget"].encode(), LIMITS)
+    assert event.user_id == "u-1842"
+
+
+def test_string_item_is_shorthand_for_text() -> None:
+    """A plain string item decodes as the same text an Item would carry."""
+    doc = _example("impression")
+    doc["shown"] = ["a", {"text": "b", "item_id": "x"}]
+    doc["clicked"] = [0]
+    event = decode_event(None, _bytes(doc), LIMITS)
+    assert isinstance(event, ImpressionEvent)
+    assert event.shown == ["a", Item(text="b", item_id="x")]
+
+
+def test_unknown_fields_are_ignored() -> None:
+    """Fields this worker does not know (a newer producer's) are ignored, at any depth."""
+    doc = _example("engagement")
+    doc["future_field"] = {"nested": [1, 2]}
+    doc["item"]["future_item_field"] = True
+    event = decode_event(None, _bytes(doc), LIMITS)
+    assert event.event_id == doc["event_id"]
+
+
+def test_encode_event_round_trips() -> None:
+    """Encoding a decoded example and decoding it again gives the same event."""
+    for kind in KINDS:
+        event = decode_event(None, EXAMPLES[kind].encode(), LIMITS)
+        assert decode_event(None, encode_event(event), LIMITS) == event
+
+
+def test_rfc3339_and_epoch_ms_are_both_accepted() -> None:
+    """ts may be an RFC 3339 string or integer epoch milliseconds; the JSON type tells them apart."""
+    for ts in ["2026-01-31T08:15:00Z", "2026-01-31 08:15:00.123456789+05:30", "2026-01-31t08:15:00z", 0, 1769847300000]:
+        doc = _example("forget") | {"ts": ts}
+        assert decode_event(None, _bytes(doc), LIMITS).ts == ts
+
+
+CASES: list[tuple[str, bytes | None, RejectCode, str]] = [
+    ("null value", None, RejectCode.MISSING_VALUE, "$"),
+    ("bad utf-8", b'{"kind":"forget","event_id":"\xff"}', RejectCode.INVALID_UTF8, "$"),
+    ("encoded surrogate", b'{"kind":"text","text":"\xed\xa0\x80"}', RejectCode.INVALID_UTF8, "$"),
+    ("not json", b"{kind: forget}", RejectCode.INVALID_JSON, "$"),
+    ("truncated array", b"[", RejectCode.INVALID_JSON, "$"),
+    ("trailing data", EXAMPLES["forget"].encode() + b" {}", RejectCode.INVALID_JSON, "$"),
+    ("NaN", _bytes(_example("rating"))[:-1] + b',"x":NaN}', RejectCode.INVALID_JSON, "$"),
+    ("not an object", b"[1, 2]", RejectCode.WRONG_TYPE, "$"),
+    ("no kind", _bytes({"event_id": "e", "user_id": "u", "ts": 1}), RejectCode.MISSING_FIELD, "$.kind"),
+    ("unknown kind", _bytes(_example("forget") | {"kind": "purchase"}), RejectCode.UNKNOWN_KIND, "$.kind"),
+    ("kind not a string", _bytes(_example("forget") | {"kind": 3}), RejectCode.WRONG_TYPE, "$.kind"),
+    ("no event_id", _bytes({k: v for k, v in _example("forget").items() if k != "event_id"}), RejectCode.MISSING_FIELD, "$.event_id"),
+    ("no item", _bytes({k: v for k, v in _example("rating").items() if k != "item"}), RejectCode.MISSING_FIELD, "$.item"),
+    ("item text missing", _bytes(_example("engagement") | {"item": {"item_id": "x"}}), RejectCode.MISSING_FIELD, "$.item.text"),
+    ("user_id a number", _bytes(_example("forget") | {"user_id": 7}), RejectCode.WRONG_TYPE, "$.user_id"),
+    ("null source", _bytes(_example("forget") | {"event_id": None}), RejectCode.WRONG_TYPE, "$.event_id"),
+    ("ts float", _bytes(_example("forget") | {"ts": 1.5}), RejectCode.WRONG_TYPE, "$.ts"),
+    ("ts bool", _bytes(_example("forget") | {"ts": True}), RejectCode.WRONG_TYPE, "$.ts"),
+    ("score string", _bytes(_example("rating") | {"score": "4"}), RejectCode.WRONG_TYPE, "$.score"),
+    ("user_id space", _bytes(_example("forget") | {"user_id": "a b"}), RejectCode.INVALID_USER_ID, "$.user_id"),
+    ("user_id empty", _bytes(_example("forget") | {"user_id": ""}), RejectCode.INVALID_USER_ID, "$.user_id"),
+    ("user_id too long", _bytes(_example("forget") | {"user_id": "u" * 129}), RejectCode.INVALID_USER_ID, "$.user_id"),
+    ("event_id empty", _bytes(_example("forget") | {"event_id": ""}), RejectCode.INVALID_EVENT_ID, "$.event_id"),
+    ("event_id non-ascii", _bytes(_example("forget") | {"event_id": "é"}), RejectCode.INVALID_EVENT_ID, "$.event_id"),
+    ("ts no offset", _bytes(_example("forget") | {"ts": "2026-01-31T08:15:00"}), RejectCode.INVALID_TS, "$.ts"),
+    ("ts date only", _bytes(_example("forget") | {"ts": "2026-01-31"}), RejectCode.INVALID_TS, "$.ts"),
+    ("ts Feb 30", _bytes(_example("forget") | {"ts": "2025-02-30T00:00:00Z"}), RejectCode.INVALID_TS, "$.ts"),
+    ("ts negative", _bytes(_example("forget") | {"ts": -1}), RejectCode.INVALID_TS, "$.ts"),
+    ("ts year 10000", _bytes(_example("forget") | {"ts": 253402300800000}), RejectCode.INVALID_TS, "$.ts"),
+    ("empty text", _bytes(_example("text") | {"text": ""}), RejectCode.TOO_SHORT, "$.text"),
+    ("text too long", _bytes(_example("text") | {"text": "x" * 8001}), RejectCode.TOO_LONG, "$.text"),
+    ("shown text too long", _bytes(_example("impression") | {"shown": ["a", "é" * 8001], "clicked": []}), RejectCode.TOO_LONG, "$.shown[1]"),
+    ("too many shown", _bytes(_example("impression") | {"shown": ["a"] * 51}), RejectCode.TOO_MANY, "$.shown"),
+    ("too many turns", _bytes(_example("conversation") | {"turns": [{"role": "user", "content": "x"}] * 101}), RejectCode.TOO_MANY, "$.turns"),
+    ("too many meta", _bytes(_example("forget") | {"meta": {str(i): "v" for i in range(17)}}), RejectCode.TOO_MANY, "$.meta"),
+    ("no shown", _bytes(_example("impression") | {"shown": [], "clicked": []}), RejectCode.TOO_FEW, "$.shown"),
+    ("no turns", _bytes(_example("conversation") | {"turns": []}), RejectCode.TOO_FEW, "$.turns"),
+    ("score above scale", _bytes(_example("rating") | {"score": 6}), RejectCode.OUT_OF_RANGE, "$.score"),
+    ("negative score", _bytes(_example("rating") | {"score": -1}), RejectCode.OUT_OF_RANGE, "$.score"),
+    ("scale zero", _bytes(_example("rating") | {"scale": 0, "score": 0}), RejectCode.OUT_OF_RANGE, "$.scale"),
+    ("click past shown", _bytes(_example("impression") | {"clicked": [3]}), RejectCode.OUT_OF_RANGE, "$.clicked[0]"),
+    ("negative click", _bytes(_example("impression") | {"clicked": [-1]}), RejectCode.OUT_OF_RANGE, "$.clicked[0]"),
+    ("schema_version 0", _bytes(_example("forget") | {"schema_version": 0}), RejectCode.OUT_OF_RANGE, "$.schema_version"),
+    ("duplicate click", _bytes(_example("impression") | {"clicked": [1, 1]}), RejectCode.DUPLICATE_VALUE, "$.clicked[1]"),
+    ("bad role", _bytes(_example("conversation") | {"turns": [{"role": "bot", "content": "x"}]}), RejectCode.INVALID_VALUE, "$.turns[0].role"),
+    ("bad domain", _bytes(_example("rating") | {"domain": "Movies!"}), RejectCode.INVALID_VALUE, "$.domain"),
+]
+
+
+@pytest.mark.parametrize(("value", "code", "path"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_rejected_with_its_code(value: bytes | None, code: RejectCode, path: str) -> None:
+    """Each malformed event is rejected with its documented code and the path of the offending field."""
+    error = _rejected(value)
+    assert (error.code, error.path) == (code, path), error
+
+
+def test_every_code_is_exercised_and_documented() -> None:
+    """Every RejectCode has a documentation line and at least one test case (key_mismatch and too_large below)."""
+    assert set(REJECT_CODE_DOCS) == set(RejectCode)
+    exercised = {c[2] for c in CASES} | {RejectCode.KEY_MISMATCH, RejectCode.TOO_LARGE}
+    assert exercised == set(RejectCode)
+
+
+def test_key_must_match_user_id() -> None:
+    """A key that is not the UTF-8 bytes of user_id is rejected; so is an empty key."""
+    for key in [b"someone-else", b"", b"u-1842 "]:
+        error = _rejected(EXAMPLES["forget"].encode(), key=key)
+        assert (error.code, error.path) == (RejectCode.KEY_MISMATCH, "$.user_id")
+
+
+def test_size_limit_is_checked_on_bytes_at_and_past_the_bound() -> None:
+    """A value of exactly max_event_bytes is accepted, one byte more is too_large."""
+    raw = EXAMPLES["forget"].encode()
+    exact = LimitSettings(max_event_bytes=len(raw))
+    assert decode_event(None, raw, exact).kind if hasattr(decode_event(None, raw, exact), "kind") else True
+    error = _rejected(raw + b" ", limits=exact)
+    assert (error.code, error.path) == (RejectCode.TOO_LARGE, "$")
+
+
+def test_configured_limits_replace_the_defaults() -> None:
+    """Raising max_text_chars admits a longer text; lowering max_items rejects a shorter list."""
+    long_text = _bytes(_example("text") | {"text": "x" * 9000})
+    assert decode_event(None, long_text, LimitSettings(max_text_chars=9000))
+    error = _rejected(EXAMPLES["impression"].encode(), limits=LimitSettings(max_items=2))
+    assert (error.code, error.path) == (RejectCode.TOO_MANY, "$.shown")
+
+
+def test_messages_never_quote_rejected_values() -> None:
+    """Error messages say what was expected and where, without echoing the (possibly personal) value."""
+    secret = "my-secret-diagnosis"
+    for doc in [
+        _example("conversation") | {"turns": [{"role": secret, "content": "x"}]},
+        _example("forget") | {"kind": secret},
+        _example("text") | {"text": secret * 1000},
+    ]:
+        error = _rejected(_bytes(doc))
+        assert secret not in str(error)
