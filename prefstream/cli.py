@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "kafka up": ("prefstream.kafka.cli", "Fetch (cached) and start a local Kafka broker; reuse one already started."),
     "kafka down": ("prefstream.kafka.cli", "Stop exactly the local broker(s) `kafka up` started."),
     "kafka status": ("prefstream.kafka.cli", "Say whether the local broker is running."),
+    "kafka wait": ("prefstream.kafka.cli", "Wait until KAFKA_BOOTSTRAP_SERVERS accepts clients."),
     "kafka fetch": ("prefstream.kafka.cli", "Fetch the pinned Kafka jars from Maven Central into the cache."),
     "topics ensure": ("prefstream.topics_cli", "Create missing topics; report mismatches."),
     "worker": ("streams.cli", "Run a stream worker (needs PREFSTREAM_MODEL_BACKEND)."),

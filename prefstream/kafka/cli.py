@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import threading
 from pathlib import Path
 
 from prefstream.kafka import local
@@ -17,6 +19,19 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         parser.add_argument("--nodes", type=int, default=1, choices=(1, 3), help="1 node, or 3 for fault tests")
         parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="first broker port (default 9092)")
         parser.add_argument("--heap", default="512m", help="JVM heap per broker")
+        parser.add_argument(
+            "--foreground", action="store_true", help="stay attached; stop the broker on SIGINT/SIGTERM (Procfile)"
+        )
+    if command == "kafka wait":
+        parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait (default 120)")
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(1.0):
+        pass
 
 
 def _root(settings: Settings) -> Path:
@@ -38,9 +53,15 @@ def run(args: argparse.Namespace) -> int:
         ports = [args.port + 10 * i for i in range(args.nodes)]
         cluster = local.start(root, nodes=args.nodes, ports=ports, heap=args.heap)
         verb = "reused the running" if cluster.reused else "started a"
-        print(f"{verb} local Kafka {local.KAFKA_VERSION} at {cluster.bootstrap_servers} (data in {root})")
+        print(f"{verb} local Kafka {local.KAFKA_VERSION} at {cluster.bootstrap_servers} (data in {root})", flush=True)
         if cluster.bootstrap_servers != settings.kafka.bootstrap_servers:
-            print(f"export KAFKA_BOOTSTRAP_SERVERS={cluster.bootstrap_servers}")
+            print(f"export KAFKA_BOOTSTRAP_SERVERS={cluster.bootstrap_servers}", flush=True)
+        if args.foreground:
+            _wait_for_signal()
+            local.stop(root)
+        return 0
+    if args.command == "kafka wait":
+        local.wait_ready(settings.kafka.bootstrap_servers, 1, timeout=args.timeout)
         return 0
     if args.command == "kafka down":
         stopped = local.stop(root)

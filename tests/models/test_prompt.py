@@ -67,7 +67,7 @@ EXPECTED_USER = (
 
 # sha256 of the rendered EXAMPLE (with and without a summary). If this changes, the bytes the model sees
 # changed: bump PROMPT_VERSION (and say in docs/models.md what happens to existing summaries).
-PINNED = {"alignxplore-plus-update-v1": "PLACEHOLDER"}
+PINNED = {"alignxplore-plus-update-v1": "ee3e37472433522edff4ea71ef55610c33244ec090eb74f485e7f44362205a5e"}
 
 
 def as_history(evidence: tuple[Evidence, ...]) -> list[dict[str, str]]:

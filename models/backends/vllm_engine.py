@@ -1,0 +1,223 @@
+"""The `vllm` backend: AlignXplore+ in an in-process vLLM `AsyncLLM` engine.
+
+- `start()` builds the engine in a worker thread (it takes from seconds to minutes and blocks), so the
+  event loop stays responsive; the worker calls it before joining its consumer group. The engine must
+  then be used from this loop only (one engine = one event loop).
+- The prompt is rendered and encoded here (`models.tokens`) and sent as token ids, so the engine sees
+  exactly the counted prompt and user text can never be parsed into special tokens.
+- Sampling defaults are the authors' (T 0.6, top_p 0.95, top_k 20, max_tokens 4096), always passed
+  explicitly: `AsyncLLM.generate` ignores the model's generation_config and defaults to 16 tokens.
+- Every call is time-boxed (`models.timebox`); cancelling the awaiting task, or the box expiring,
+  aborts the request in the engine (vLLM's `generate()` aborts on cancellation).
+- An `EngineDeadError` marks the backend dead: `check_health()` then raises `BackendDeadError` and the
+  worker exits so it is restarted. Requests get `backend_unavailable` meanwhile.
+
+vLLM and torch are imported only inside this module's functions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from models import prompt as P
+from models.backends.common import Prepared, failure, outcome, prepare, tokenizer_path
+from models.errors import BackendDeadError, BackendUnavailableError, FailureReason
+from models.interface import UpdateFailure, UpdateRequest, UpdateSuccess
+from models.timebox import TimeBox
+from models.tokens import PromptTokenizer
+from prefstream.settings import ModelSettings, Settings
+from schemas.evidence import Evidence
+
+if TYPE_CHECKING:
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+log = structlog.get_logger(__name__)
+
+
+def engine_args(m: ModelSettings, **overrides: Any) -> Any:
+    """The engine's arguments, every throughput/memory setting explicit (AsyncLLM's defaults are small)."""
+    from vllm.engine.arg_utils import AsyncEngineArgs
+
+    kwargs: dict[str, Any] = {
+        "model": m.model,
+        "tokenizer": str(m.tokenizer) if m.tokenizer is not None else None,
+        "max_model_len": m.vllm_max_model_len,
+        "max_num_seqs": m.vllm_max_num_seqs,
+        "max_num_batched_tokens": m.vllm_max_num_batched_tokens,
+        "gpu_memory_utilization": m.vllm_gpu_memory_utilization,
+        "enable_prefix_caching": m.vllm_enable_prefix_caching,
+        "dtype": m.vllm_dtype,
+        "kv_cache_dtype": m.vllm_kv_cache_dtype,
+        "load_format": m.vllm_load_format,
+        "enforce_eager": m.vllm_enforce_eager,
+        "tensor_parallel_size": m.vllm_tensor_parallel_size,
+        "seed": m.vllm_seed,
+        # Qwen3's reasoning markers: lets thinking_token_budget force `</think>` (the reasoning budget).
+        "reasoning_parser": "qwen3",
+        "disable_log_stats": True,
+        "enable_log_requests": False,
+    }
+    kwargs.update(overrides)
+    return AsyncEngineArgs(**kwargs)
+
+
+def sampling_params(m: ModelSettings, *, degraded: bool, **overrides: Any) -> Any:
+    from vllm import SamplingParams
+    from vllm.sampling_params import RequestOutputKind
+
+    budget = m.reasoning_budget
+    if degraded and m.degraded_reasoning_budget is not None:
+        budget = m.degraded_reasoning_budget if budget is None else min(budget, m.degraded_reasoning_budget)
+    kwargs: dict[str, Any] = {
+        "temperature": m.temperature,
+        "top_p": m.top_p,
+        "top_k": m.top_k,
+        "max_tokens": m.max_tokens,
+        "output_kind": RequestOutputKind.FINAL_ONLY,  # one output per request: we only need the end
+        "skip_special_tokens": True,  # <think>/</think> are not special in Qwen3: they stay in the text
+    }
+    if budget is not None:
+        kwargs["thinking_token_budget"] = budget
+    kwargs.update(overrides)
+    return SamplingParams(**kwargs)
+
+
+class VllmBackend:
+    """AlignXplore+ on an in-process AsyncLLM."""
+
+    name = "vllm"
+
+    def __init__(self, settings: ModelSettings, *, engine_overrides: dict[str, Any] | None = None) -> None:
+        self.settings = settings
+        self.model_id = settings.effective_model_id
+        self.prompt_version = P.PROMPT_VERSION
+        self.max_concurrency = settings.vllm_max_num_seqs
+        self.prompt_token_budget = settings.prompt_token_budget
+        self.tokenizer = PromptTokenizer(tokenizer_path(settings))
+        self.timebox = TimeBox(
+            start_overhead_s=settings.timeout_start_overhead_s,
+            initial_token_latency_s=settings.timeout_initial_token_latency_s,
+            safety_factor=settings.timeout_safety_factor,
+            floor_s=settings.timeout_floor_s,
+        )
+        # Test hook: extra SamplingParams fields (e.g. structured_outputs) and generate() kwargs.
+        self.sampling_overrides: dict[str, Any] = {}
+        self.generate_overrides: dict[str, Any] = {}
+        self._engine_overrides = engine_overrides or {}
+        self._engine: AsyncLLM | None = None
+        self._dead: BaseException | None = None
+        self._closed = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> VllmBackend:
+        return cls(settings.model)
+
+    @property
+    def engine(self) -> AsyncLLM:
+        if self._engine is None:
+            raise BackendUnavailableError("the vllm backend is not started")
+        return self._engine
+
+    async def start(self) -> None:
+        """Build the engine off the event loop. Idempotent."""
+        if self._engine is not None:
+            return
+        if self._closed:
+            raise BackendUnavailableError("the vllm backend is closed")
+        try:
+            from vllm.usage.usage_lib import UsageContext
+            from vllm.v1.engine.async_llm import AsyncLLM
+        except ImportError as exc:
+            raise BackendUnavailableError(f"vllm is not installed: {exc}") from exc
+        args = engine_args(self.settings, **self._engine_overrides)
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            self._engine = await loop.run_in_executor(
+                None, lambda: AsyncLLM.from_engine_args(args, usage_context=UsageContext.ENGINE_CONTEXT)
+            )
+        except Exception as exc:
+            raise BackendUnavailableError(f"the vLLM engine failed to start: {exc}") from exc
+        log.info("vllm engine started", model=self.model_id, seconds=round(time.perf_counter() - started, 1))
+
+    def count_prompt_tokens(self, previous_summary: str | None, evidence: tuple[Evidence, ...]) -> int:
+        return self.tokenizer.count_prompt_tokens(previous_summary, evidence)
+
+    async def update(self, request: UpdateRequest) -> UpdateSuccess | UpdateFailure:
+        from vllm.inputs import tokens_input
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        prepared = prepare(self.tokenizer, request, self.prompt_token_budget)
+        if not isinstance(prepared, Prepared):
+            return prepared
+        if self._dead is not None or self._engine is None:
+            return failure(request, FailureReason.BACKEND_UNAVAILABLE, "the vLLM engine is not running")
+        params = sampling_params(self.settings, degraded=request.degraded, **self.sampling_overrides)
+        # The stream may retry a request id while the first attempt is still being aborted: keep ids unique.
+        engine_rid = f"{request.request_id}:{uuid.uuid4().hex[:8]}"
+        timeout = self.timebox.timeout_for(params.max_tokens)
+        started = time.perf_counter()
+        final = None
+        try:
+            async with asyncio.timeout(timeout):
+                # Cancellation (ours or the time box's) inside generate() aborts the request in the engine.
+                async for out in self._engine.generate(
+                    tokens_input(prepared.ids), params, engine_rid, **self.generate_overrides
+                ):
+                    final = out
+        except TimeoutError:
+            log.warning("model call timed out", request_id=request.request_id, timeout_s=round(timeout, 1))
+            return failure(request, FailureReason.TIMEOUT, f"no result within the {timeout:.1f} s time box")
+        except EngineDeadError as exc:
+            self._dead = exc
+            log.error("vllm engine died", request_id=request.request_id)
+            return failure(request, FailureReason.BACKEND_UNAVAILABLE, "the vLLM engine died")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # validation errors, EngineGenerateError: this request only
+            log.warning("model call failed", request_id=request.request_id, error=type(exc).__name__)
+            return failure(request, FailureReason.ENGINE_ERROR, f"{type(exc).__name__}: {exc}")
+        latency = time.perf_counter() - started
+        if final is None or not final.outputs:
+            return failure(request, FailureReason.ENGINE_ERROR, "the engine returned no output")
+        completion = final.outputs[0]
+        result = outcome(
+            request,
+            text=completion.text,
+            finish_reason=completion.finish_reason,
+            prompt_tokens=len(prepared.ids),
+            completion_tokens=len(completion.token_ids),
+            latency_s=latency,
+            model_id=self.model_id,
+            max_summary_chars=self.settings.max_summary_chars,
+        )
+        if completion.finish_reason in ("stop", "length"):
+            self.timebox.observe(latency, len(completion.token_ids))
+        return result
+
+    def check_health(self) -> None:
+        if self._dead is not None:
+            raise BackendDeadError("the vLLM engine died") from self._dead
+        if self._engine is not None and self._engine.errored:
+            raise BackendDeadError("the vLLM engine is no longer running")
+        if self._closed:
+            raise BackendDeadError("the vllm backend is closed")
+
+    async def aclose(self) -> None:
+        """Shut the engine down (off the loop; ~5 s on CPU). Idempotent."""
+        self._closed = True
+        engine, self._engine = self._engine, None
+        if engine is None:
+            return
+        loop = asyncio.get_running_loop()
+        timeout = self.settings.vllm_shutdown_timeout_s
+        try:
+            await asyncio.wait_for(loop.run_in_executor(None, engine.shutdown), timeout=timeout + 5)
+        except TimeoutError:
+            log.error("vllm engine shutdown timed out", timeout_s=timeout)
+        del engine  # drop it while the interpreter is alive (its __del__ at exit prints a TypeError)

@@ -1,0 +1,112 @@
+"""The worker's Prometheus metrics, served at `/metrics` on its web server.
+
+Labels are bounded sets (reason codes, outcomes, partitions, backends): never a user id or event id.
+Gauges about pending state and consumer lag are computed when scraped, from callbacks the app
+registers, so they cannot drift from the state they describe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+__all__ = ["StreamMetrics"]
+
+# Seconds: from interactive (sub-second ledger) to long AlignXplore+ generations under load.
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200)
+BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128)
+
+
+class _Callbacks(Collector):
+    """Gauges read at scrape time."""
+
+    def __init__(self) -> None:
+        self.pending: Callable[[], tuple[int, int, float, int, int]] = lambda: (0, 0, 0.0, 0, 0)
+        self.lag: Callable[[], Mapping[tuple[str, int], int]] = dict
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        users, events, oldest_age, in_flight, parked = self.pending()
+        yield GaugeMetricFamily("prefstream_users_pending", "Users with events not yet in their profile.", users)
+        yield GaugeMetricFamily("prefstream_events_pending", "Accepted events not yet in a profile.", events)
+        yield GaugeMetricFamily(
+            "prefstream_oldest_pending_age_seconds", "Age of the oldest pending event on this worker.", oldest_age
+        )
+        yield GaugeMetricFamily("prefstream_updates_in_flight", "Model updates running or awaiting apply.", in_flight)
+        yield GaugeMetricFamily("prefstream_users_parked", "Users parked after repeated failures.", parked)
+        lag = GaugeMetricFamily(
+            "prefstream_consumer_lag", "Messages behind the log end, per consumed partition.", labels=["topic", "partition"]
+        )
+        for (topic, partition), value in sorted(self.lag().items()):
+            lag.add_metric([topic, str(partition)], value)
+        yield lag
+
+
+class StreamMetrics:
+    """Every metric the worker exports, on its own registry."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.callbacks = _Callbacks()
+        r.register(self.callbacks)
+        self.events_received = Counter(
+            "prefstream_events_received", "Messages read from the events topic.", registry=r
+        )
+        self.events_accepted = Counter(
+            "prefstream_events_accepted", "Valid, new events buffered for their user (by the owning worker).", registry=r
+        )
+        self.events_rejected = Counter(
+            "prefstream_events_rejected", "Invalid events sent to the dead-letter topic, by code.", ["reason"], registry=r
+        )
+        self.events_repartitioned = Counter(
+            "prefstream_events_repartitioned",
+            "Events forwarded to the partition that owns their user, by cause (partitioner, key).",
+            ["cause"],
+            registry=r,
+        )
+        self.events_duplicate = Counter(
+            "prefstream_events_duplicate", "Redelivered or repeated events dropped by dedupe.", registry=r
+        )
+        self.forgets = Counter("prefstream_forgets", "Forget events applied.", registry=r)
+        self.events_per_update = Histogram(
+            "prefstream_events_per_update", "Events folded by each applied update.", buckets=BATCH_BUCKETS, registry=r
+        )
+        self.event_to_profile = Histogram(
+            "prefstream_event_to_profile_seconds",
+            "From an event's Kafka timestamp to the publish of the profile that includes it.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.model_latency = Histogram(
+            "prefstream_model_latency_seconds",
+            "Duration of model update calls, by outcome.",
+            ["outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "prefstream_model_tokens",
+            "Model tokens by direction (in: prompt, out: completion) and source (the backend).",
+            ["direction", "source"],
+            registry=r,
+        )
+        self.update_failures = Counter(
+            "prefstream_update_failures", "Failed model updates, by reason code.", ["reason"], registry=r
+        )
+        self.updates = Counter(
+            "prefstream_updates",
+            "Results handled by apply: applied, failed, or stale (lost the compare-and-set), by outcome.",
+            ["outcome"],
+            registry=r,
+        )
+        self.parks = Counter("prefstream_parks", "Users parked after exhausting their attempts.", registry=r)
+        self.profile_publishes = Counter(
+            "prefstream_profile_publishes", "Records sent to the profiles topic, by kind (profile, tombstone).",
+            ["kind"], registry=r,
+        )
+        self.requests_aborted = Counter(
+            "prefstream_requests_aborted", "In-flight updates cancelled, by cause (revoked, forget, shutdown).",
+            ["cause"], registry=r,
+        )

@@ -1,0 +1,295 @@
+"""Per-user state in the worker's tables, and the pure transitions between states.
+
+Three tables, all keyed by the UTF-8 `user_id`, kept apart by size and by what they may hold:
+
+- `meta`     content-free bookkeeping that survives a forget: epoch, last published version, the hashed
+             ids of recently accepted events (dedupe), failure counters. Written on every event.
+- `pending`  the evidence of events not yet folded into the profile (user text). Deleted when empty.
+- `profile`  the current summary (user text) and its counters. Written only when an update is applied.
+
+Every function here is pure: it takes the current state and returns the next one. The agent in
+`streams.app` reads the tables, calls these, and writes the results back inside the stream iteration
+of one event, so each transition is one set of table writes on one source offset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass
+from typing import Final
+
+import msgspec
+
+from schemas.evidence import Evidence
+
+#: A remembered event: 8 bytes of hash, then the accept time in whole seconds (big-endian uint32).
+_SEEN = struct.Struct(">8sI")
+SEEN_SIZE: Final = _SEEN.size
+
+
+class PendingEvent(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
+    """One accepted event waiting to be folded into the profile."""
+
+    event_id: str
+    evidence: Evidence
+    ts_ms: int  # the event's own `ts`
+    produced_ms: int  # the Kafka timestamp of the original message: where event-to-profile latency starts
+    accepted_ms: int  # when this worker accepted it
+    tokens: int  # evidence tokens (estimate for the flush trigger; the exact count is taken at flush)
+
+
+class Pending(msgspec.Struct, frozen=True, kw_only=True):
+    """A user's events not yet in the profile, in the order they were accepted."""
+
+    epoch: int
+    events: tuple[PendingEvent, ...] = ()
+
+
+class Meta(msgspec.Struct, frozen=True, kw_only=True):
+    """Content-free per-user bookkeeping: the only state kept after a forget."""
+
+    epoch: int = 1
+    version: int = 0  # version of the current epoch's profile (0: none yet)
+    seen: bytes = b""  # remembered events, SEEN_SIZE bytes each, oldest first
+    last_update_ms: int = 0  # when the last update was applied (min-interval cost control)
+    attempts: int = 0  # failed attempts of the current batch
+    next_retry_ms: int = 0
+    batch_cap: int = 0  # 0: no cap; set when degrading after failures
+    parked: bool = False
+    last_failure: str = ""
+
+
+class ProfileState(msgspec.Struct, frozen=True, kw_only=True):
+    """The current summary of one epoch and its provenance."""
+
+    epoch: int
+    version: int
+    summary: str
+    events_applied: int
+    updated_ms: int
+    last_event_ts_ms: int
+    last_event_id: str
+    model: str
+    prompt_version: str
+    backend: str
+    update_events: int
+    update_triples: int
+    prompt_tokens: int
+    completion_tokens: int
+
+
+_ENC: Final = msgspec.msgpack.Encoder()
+_PENDING: Final = msgspec.msgpack.Decoder(Pending)
+_META: Final = msgspec.msgpack.Decoder(Meta)
+_PROFILE: Final = msgspec.msgpack.Decoder(ProfileState)
+
+
+def encode(value: Pending | Meta | ProfileState) -> bytes:
+    return _ENC.encode(value)
+
+
+def decode_pending(raw: bytes | None) -> Pending | None:
+    return None if raw is None else _PENDING.decode(raw)
+
+
+def decode_meta(raw: bytes | None) -> Meta:
+    return Meta() if raw is None else _META.decode(raw)
+
+
+def decode_profile_state(raw: bytes | None) -> ProfileState | None:
+    return None if raw is None else _PROFILE.decode(raw)
+
+
+# --- dedupe ---------------------------------------------------------------------------------------
+
+
+def seen_key(user_id: str, event_id: str) -> bytes:
+    """8 bytes identifying (user_id, event_id) without holding either: what dedupe remembers."""
+    return hashlib.blake2b(f"{user_id}\x00{event_id}".encode(), digest_size=8).digest()
+
+
+def has_seen(meta: Meta, key: bytes) -> bool:
+    seen = meta.seen
+    for i in range(0, len(seen), SEEN_SIZE):
+        if seen[i : i + 8] == key:
+            return True
+    return False
+
+
+def remember(meta: Meta, key: bytes, now_ms: int, horizon_s: float, max_ids: int) -> Meta:
+    """Add `key` to the dedupe memory, dropping entries older than the horizon and the oldest beyond `max_ids`."""
+    now_s = now_ms // 1000
+    cutoff = now_s - int(horizon_s)
+    kept = [
+        meta.seen[i : i + SEEN_SIZE]
+        for i in range(0, len(meta.seen), SEEN_SIZE)
+        if _SEEN.unpack_from(meta.seen, i)[1] >= cutoff
+    ]
+    kept.append(_SEEN.pack(key, now_s & 0xFFFFFFFF))
+    if len(kept) > max_ids:
+        kept = kept[len(kept) - max_ids :]
+    return msgspec.structs.replace(meta, seen=b"".join(kept))
+
+
+# --- transitions on events ------------------------------------------------------------------------
+
+
+def accept(pending: Pending | None, meta: Meta, event: PendingEvent) -> Pending:
+    """Append an accepted event to the user's pending evidence (a fresh buffer in a new epoch)."""
+    if pending is None or pending.epoch != meta.epoch:
+        return Pending(epoch=meta.epoch, events=(event,))
+    return Pending(epoch=pending.epoch, events=(*pending.events, event))
+
+
+def forget(meta: Meta) -> Meta:
+    """The meta of a forgotten user: next epoch, no profile, no failures; dedupe memory kept."""
+    return Meta(epoch=meta.epoch + 1, version=0, seen=meta.seen)
+
+
+# --- transitions on results -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Applied:
+    """An accepted result: what to write and publish."""
+
+    meta: Meta
+    pending: Pending | None  # None: delete the key
+    profile: ProfileState
+    applied: tuple[PendingEvent, ...]
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A result that does not build on the stored state (compare-and-set lost): change nothing."""
+
+    reason: str  # "epoch" (user forgotten since), "version" (another result won), "events" (batch gone)
+
+
+def check_base(meta: Meta, pending: Pending | None, epoch: int, base_version: int, event_ids: tuple[str, ...]) -> Rejected | None:
+    """Compare-and-set guard: a result applies only to the (epoch, version) it was computed from."""
+    if epoch != meta.epoch:
+        return Rejected("epoch")
+    if base_version != meta.version:
+        return Rejected("version")
+    # Only the apply step removes pending events and it always bumps the version, so with the version
+    # unchanged the batch must still be the head of the buffer; anything else is a bug worth refusing.
+    head = tuple(e.event_id for e in (pending.events if pending else ())[: len(event_ids)])
+    if head != event_ids:
+        return Rejected("events")
+    return None
+
+
+def apply_success(
+    meta: Meta,
+    pending: Pending | None,
+    profile: ProfileState | None,
+    *,
+    epoch: int,
+    base_version: int,
+    event_ids: tuple[str, ...],
+    summary: str,
+    now_ms: int,
+    model: str,
+    prompt_version: str,
+    backend: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+) -> Applied | Rejected:
+    """Fold a successful update into the state, if it builds on the stored (epoch, version)."""
+    guard = check_base(meta, pending, epoch, base_version, event_ids)
+    if guard is not None:
+        return guard
+    assert pending is not None  # check_base guarantees the batch is there
+    applied = pending.events[: len(event_ids)]
+    rest = pending.events[len(event_ids) :]
+    before = profile.events_applied if profile is not None and profile.epoch == epoch else 0
+    last = max(applied, key=lambda e: e.ts_ms) if applied else None
+    new_profile = ProfileState(
+        epoch=epoch,
+        version=base_version + 1,
+        summary=summary,
+        events_applied=before + len(applied),
+        updated_ms=now_ms,
+        last_event_ts_ms=last.ts_ms if last else (profile.last_event_ts_ms if profile else 0),
+        last_event_id=applied[-1].event_id if applied else "",
+        model=model,
+        prompt_version=prompt_version,
+        backend=backend,
+        update_events=len(applied),
+        update_triples=sum(len(e.evidence.triples) for e in applied),
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+    )
+    new_meta = msgspec.structs.replace(
+        meta,
+        version=base_version + 1,
+        last_update_ms=now_ms,
+        attempts=0,
+        next_retry_ms=0,
+        batch_cap=0,
+        parked=False,
+        last_failure="",
+    )
+    return Applied(
+        meta=new_meta,
+        pending=Pending(epoch=epoch, events=rest) if rest else None,
+        profile=new_profile,
+        applied=applied,
+    )
+
+
+@dataclass(frozen=True)
+class RetryPlan:
+    """How failures escalate: retries as-is, then degraded (halved batch), then parked."""
+
+    retry_limit: int
+    degraded_attempts: int
+    backoff_s: float
+    backoff_max_s: float
+
+    def backoff_ms(self, attempts: int) -> int:
+        return int(min(self.backoff_max_s, self.backoff_s * 2 ** max(0, attempts - 1)) * 1000)
+
+
+def apply_failure(
+    meta: Meta,
+    pending: Pending | None,
+    *,
+    epoch: int,
+    base_version: int,
+    event_ids: tuple[str, ...],
+    reason: str,
+    over_budget: bool,
+    now_ms: int,
+    plan: RetryPlan,
+) -> Meta | Rejected:
+    """Count a failed update: back off, degrade (halve the batch) after `retry_limit`, park at the end."""
+    guard = check_base(meta, pending, epoch, base_version, event_ids)
+    if guard is not None:
+        return guard
+    attempts = meta.attempts + 1
+    cap = meta.batch_cap
+    if over_budget or attempts > plan.retry_limit:
+        # A smaller batch is the one change that can make the next attempt different.
+        cap = max(1, len(event_ids) // 2)
+    parked = attempts >= 1 + plan.retry_limit + plan.degraded_attempts
+    return msgspec.structs.replace(
+        meta,
+        attempts=attempts,
+        next_retry_ms=now_ms + plan.backoff_ms(attempts),
+        batch_cap=cap,
+        parked=parked,
+        last_failure=reason,
+    )
+
+
+def degraded(meta: Meta, plan: RetryPlan) -> bool:
+    """Whether the next request of this user is a degraded one (smaller reasoning budget)."""
+    return meta.attempts > plan.retry_limit
+
+
+def redrive(meta: Meta) -> Meta:
+    """Unpark a user: the next update starts a fresh series of attempts at full size."""
+    return msgspec.structs.replace(meta, parked=False, attempts=0, next_retry_ms=0, batch_cap=0)
