@@ -200,8 +200,20 @@ class LimitSettings:
     max_text_chars: int = setting(
         "PREFSTREAM_MAX_TEXT_CHARS", 8000, "Longest accepted text field (item text, query, turn, review)."
     )
-    max_items: int = setting("PREFSTREAM_MAX_ITEMS", 50, "Most items in one list (shown, negatives).")
+    max_items: int = setting("PREFSTREAM_MAX_ITEMS", 50, "Most entries in one list (shown, clicked, negatives).")
     max_turns: int = setting("PREFSTREAM_MAX_TURNS", 100, "Most turns in one conversation event.")
+
+    def validate(self) -> None:
+        # A bound below 1 would reject every event of some kind; a message must hold at least a small event.
+        for env, value in (
+            ("PREFSTREAM_MAX_TEXT_CHARS", self.max_text_chars),
+            ("PREFSTREAM_MAX_ITEMS", self.max_items),
+            ("PREFSTREAM_MAX_TURNS", self.max_turns),
+        ):
+            if value < 1:
+                raise ConfigError(f"{env} must be >= 1, got {value}")
+        if self.max_event_bytes < 1024:
+            raise ConfigError(f"PREFSTREAM_MAX_EVENT_BYTES must be >= 1024, got {self.max_event_bytes}")
 
 
 @dataclass(frozen=True)

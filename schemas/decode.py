@@ -6,8 +6,8 @@ Checks run in this order; the first failure is reported:
    (`invalid_utf8`);
 2. msgspec decodes it against the Structs of `schemas.events` (JSON syntax, `kind`, required fields,
    types and the static bounds; unknown fields are ignored);
-3. the message key, when present, equals the UTF-8 bytes of `user_id` (`key_mismatch`); a null key is
-   accepted and the worker keys by `user_id`;
+3. the message key, when the caller passes one, equals the UTF-8 bytes of `user_id` (`key_mismatch`);
+   pass None to skip (the worker does, and forwards mis-keyed events to the partition owning `user_id`);
 4. the configured bounds of `LimitSettings` (`too_long`, `too_many`);
 5. the checks JSON Schema cannot state: `ts` names a real date (`invalid_ts`), `clicked` indices point
    into `shown` and are distinct (`out_of_range`, `duplicate_value`), `score` <= `scale` (`out_of_range`).
@@ -30,7 +30,7 @@ from schemas.timefmt import ts_to_ms
 
 _DECODER: Final = msgspec.json.Decoder(Event)
 
-_AT = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.DOTALL)
+_AT = re.compile(r"^(?P<msg>.*?)(?: - at (?:`key` in )?`(?P<path>[^`]*)`)?$", re.DOTALL)
 _MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
 _LENGTH = re.compile(r"^Expected `(?P<type>\w+)` of length (?P<op><=|>=) (?P<bound>\d+)$")
 _NUMBER = re.compile(r"^Expected `(?:int|float)` (?:<=|>=|<|>) [-0-9.e+]+$")
@@ -121,10 +121,13 @@ def _translate(text: str) -> EventRejected:
     """Map a msgspec ValidationError message to our stable code and path (pinned by tests per code)."""
     m = _AT.match(text)
     msg, path = (m.group("msg"), m.group("path") or "$") if m else (text, "$")
+    if " - at `key` in `" in text:
+        path += "[key]"  # a map key, not its value (which msgspec writes as `[...]`)
     missing = _MISSING.match(msg)
     if missing:
         field_path = f"{path}.{missing.group('field')}"
-        return EventRejected(RejectCode.MISSING_FIELD, field_path, f"required field `{missing.group('field')}` is absent")
+        message = f"required field `{missing.group('field')}` is absent"
+        return EventRejected(RejectCode.MISSING_FIELD, field_path, message)
     if path == "$.kind" and msg.startswith("Invalid value"):
         return EventRejected(RejectCode.UNKNOWN_KIND, path, f"expected kind to be one of: {', '.join(KINDS)}")
     got = _GOT.match(msg)

@@ -43,7 +43,7 @@ class RejectCode(enum.StrEnum):
 REJECT_CODE_DOCS: dict[RejectCode, str] = {
     RejectCode.MISSING_VALUE: "The message value is null (a tombstone); events topic records must carry an event.",
     RejectCode.TOO_LARGE: "The value is longer than `PREFSTREAM_MAX_EVENT_BYTES` bytes (checked before parsing).",
-    RejectCode.INVALID_UTF8: "The value is not valid UTF-8, or the message key is not valid UTF-8.",
+    RejectCode.INVALID_UTF8: "The value is not valid UTF-8 (checked on the raw bytes, before parsing).",
     RejectCode.INVALID_JSON: "The value is not one well-formed JSON document (syntax error, trailing data, "
     "NaN/Infinity, lone UTF-16 surrogate escape).",
     RejectCode.UNKNOWN_KIND: "`kind` is a string but not one of the kinds this worker knows.",
@@ -66,7 +66,8 @@ REJECT_CODE_DOCS: dict[RejectCode, str] = {
     "without spaces.",
     RejectCode.INVALID_TS: "`ts` is neither an RFC 3339 date-time with offset nor epoch milliseconds in range, "
     "or names a date that does not exist (e.g. 2025-02-30).",
-    RejectCode.KEY_MISMATCH: "The message key is present and differs from the UTF-8 bytes of `user_id`.",
+    RejectCode.KEY_MISMATCH: "The caller passed a non-null message key that differs from the UTF-8 bytes of `user_id` "
+    "(the worker passes none and forwards mis-keyed events to their owner instead).",
 }
 
 

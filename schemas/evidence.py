@@ -40,7 +40,8 @@ class Evidence(msgspec.Struct, frozen=True, kw_only=True):
 
 # --- The mapping -------------------------------------------------------------------------------------
 #
-# Sources (the authors' converters), all at github.com/DreamFong/AlignXplorePlus @ 6d4ff47858f5390eedaac952dde482127ab70973
+# Sources (the authors' converters), all at github.com/DreamFong/AlignXplorePlus
+# @ 6d4ff47858f5390eedaac952dde482127ab70973 unless noted
 # (the first commit of AlignXplore+; rongtao7/AlignXplorePlus @ 52e8c445 is the same code with some eval
 # scripts removed):
 #   eval/unify_recommendation_task.py      MIND: a missing query becomes "Please recommend some news to me."

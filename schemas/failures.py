@@ -20,21 +20,21 @@ FAILURE_SCHEMA_VERSION: Final = 1
 class FailureRecord(msgspec.Struct, frozen=True, kw_only=True):
     """A model update that did not produce a profile; the previous summary stays current."""
 
-    schema_version: Annotated[int, Meta(ge=1)]
+    schema_version: Annotated[int, Meta(ge=1, description="Version of this record's contract (1).")]
     user_id: UserId
-    epoch: Annotated[int, Meta(ge=1)]
+    epoch: Annotated[int, Meta(ge=1, description="The user's epoch the update belonged to.")]
     base_version: Annotated[int, Meta(ge=0, description="Profile version the update started from (0: none yet).")]
     reason: Annotated[str, Meta(description="Stable failure code from models.errors (e.g. `unparseable_output`).")]
-    attempts: Annotated[int, Meta(ge=1)]
+    attempts: Annotated[int, Meta(ge=1, description="Model calls made before giving up.")]
     event_count: Annotated[int, Meta(ge=0, description="Events in the failed update.")]
-    first_event_id: str = ""
-    last_event_id: str = ""
+    first_event_id: Annotated[str, Meta(description="event_id of the earliest event in the update.")] = ""
+    last_event_id: Annotated[str, Meta(description="event_id of the latest event in the update.")] = ""
     first_event_ts: Annotated[str, Meta(description="Earliest `ts` in the update, RFC 3339 UTC.")] = ""
     last_event_ts: Annotated[str, Meta(description="Latest `ts` in the update, RFC 3339 UTC.")] = ""
     failed_at: Annotated[str, Meta(description="When the last attempt failed, RFC 3339 UTC.")] = ""
-    model: str = ""
-    prompt_version: str = ""
-    backend: str = ""
+    model: Annotated[str, Meta(description="Model id that was called.")] = ""
+    prompt_version: Annotated[str, Meta(description="Prompt template identifier.")] = ""
+    backend: Annotated[str, Meta(description="Model backend: vllm, openai, extractive or ledger.")] = ""
 
 
 _ENCODER: Final = msgspec.json.Encoder()

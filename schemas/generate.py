@@ -98,7 +98,8 @@ def schema_files() -> dict[Path, str]:
             Profile,
             "profile",
             "One message value on PREFSTREAM_PROFILES_TOPIC (compacted, key = UTF-8 user_id). Order a user's "
-            "records by (epoch, version); a null value (tombstone) means the user was forgotten. Ignore unknown fields.",
+            "records by (epoch, version); a null value (tombstone) means the user was forgotten. "
+            "Ignore unknown fields.",
         ),
         "failure": record_schema(
             FailureRecord,
@@ -107,7 +108,10 @@ def schema_files() -> dict[Path, str]:
             "No user text. Ignore unknown fields.",
         ),
     }
-    return {JSON_DIR / f"{n}.schema.json": json.dumps(s, indent=2, ensure_ascii=False) + "\n" for n, s in schemas.items()}
+    return {
+        JSON_DIR / f"{name}.schema.json": json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+        for name, schema in schemas.items()
+    }
 
 
 # --- docs/schemas.md generated blocks ------------------------------------------------------------------
@@ -173,6 +177,10 @@ def _bounds(t: mi.Type, limits: LimitSettings) -> str:
             parts.append(f"pattern `{t.pattern}`")
         if isinstance(t, mi.ListType) and _type_name(t.item_type) == "item":
             parts.append(f"each text ≤ {limits.max_text_chars} chars")
+    if isinstance(t, mi.DictType):
+        key, value = t.key_type, t.value_type
+        if isinstance(key, mi.StrType) and isinstance(value, mi.StrType):
+            parts.append(f"keys {key.min_length or 0} – {key.max_length} chars, values ≤ {value.max_length} chars")
     if isinstance(t, (mi.IntType, mi.FloatType)):
         if t.ge is not None:
             parts.append(f"≥ {t.ge}")
@@ -235,13 +243,13 @@ def record_block(tp: type) -> str:
     """Markdown: the fields of a published record."""
     info = mi.type_info(tp)
     assert isinstance(info, mi.StructType)
-    rows = ["| field | type | always present | meaning |", "| --- | --- | --- | --- |"]
+    rows = ["| field | type | meaning |", "| --- | --- | --- |"]
     for f in info.fields:
         desc = ""
         t = f.type
         if isinstance(t, mi.Metadata) and t.extra_json_schema:
             desc = str(t.extra_json_schema.get("description", ""))
-        rows.append(f"| `{f.encode_name}` | {_type_name(f.type)} | {'yes' if f.required else 'yes (default shown by writer)'} | {desc} |")
+        rows.append(f"| `{f.encode_name}` | {_type_name(f.type)} | {desc} |")
     return "\n".join(rows) + "\n"
 
 
@@ -251,7 +259,9 @@ BLOCKS: Final = {
     "profile-fields": lambda: record_block(Profile),
     "failure-fields": lambda: record_block(FailureRecord),
 }
-_BLOCK = re.compile(r"(<!-- BEGIN GENERATED: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- END GENERATED: (?P=name) -->)", re.DOTALL)
+_BLOCK = re.compile(
+    r"(<!-- BEGIN GENERATED: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- END GENERATED: (?P=name) -->)", re.DOTALL
+)
 
 
 def render_docs(text: str) -> str:

@@ -27,7 +27,7 @@ Positive = Annotated[int, Meta(ge=1)]
 class Profile(msgspec.Struct, frozen=True, kw_only=True):
     """A user's current textual preference summary and where it came from."""
 
-    schema_version: Annotated[int, Meta(ge=1)]
+    schema_version: Annotated[int, Meta(ge=1, description="Version of this record's contract (1).")]
     user_id: UserId
     epoch: Annotated[int, Meta(ge=1, description="Starts at 1; +1 at every forget.")]
     version: Annotated[int, Meta(ge=1, description="1 for the first summary of an epoch, +1 per applied update.")]
@@ -43,7 +43,9 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True):
     backend: Annotated[str, Meta(description="Model backend: vllm, openai, extractive or ledger.")] = ""
     update_events: Annotated[int, Meta(ge=0, description="Events folded in by the update that wrote this record.")] = 0
     update_triples: Annotated[int, Meta(ge=0, description="Evidence triples the model saw in that update.")] = 0
-    last_event_id: Annotated[str, Meta(max_length=b.MAX_ID_CHARS, description="event_id of the latest applied event.")] = ""
+    last_event_id: Annotated[
+        str, Meta(max_length=b.MAX_ID_CHARS, description="event_id of the latest applied event.")
+    ] = ""
     prompt_tokens: Annotated[int, Meta(ge=0, description="Prompt tokens of that update (0 when unknown).")] = 0
     completion_tokens: Annotated[int, Meta(ge=0, description="Generated tokens of that update (0 when unknown).")] = 0
 

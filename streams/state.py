@@ -22,6 +22,7 @@ from typing import Final
 import msgspec
 
 from schemas.evidence import Evidence
+from streams.policy import UserView
 
 #: A remembered event: 8 bytes of hash, then the accept time in whole seconds (big-endian uint32).
 _SEEN = struct.Struct(">8sI")
@@ -51,6 +52,7 @@ class Meta(msgspec.Struct, frozen=True, kw_only=True):
 
     epoch: int = 1
     version: int = 0  # version of the current epoch's profile (0: none yet)
+    summary_tokens: int = 0  # prompt tokens the current summary takes (flush trigger estimate)
     seen: bytes = b""  # remembered events, SEEN_SIZE bytes each, oldest first
     last_update_ms: int = 0  # when the last update was applied (min-interval cost control)
     attempts: int = 0  # failed attempts of the current batch
@@ -147,6 +149,25 @@ def forget(meta: Meta) -> Meta:
     return Meta(epoch=meta.epoch + 1, version=0, seen=meta.seen)
 
 
+def view_of(partition: int, meta: Meta, pending: Pending | None) -> UserView | None:
+    """The policy's view of a user, or None when nothing is pending in the current epoch."""
+    if pending is None or pending.epoch != meta.epoch or not pending.events:
+        return None
+    events = pending.events
+    return UserView(
+        partition=partition,
+        epoch=meta.epoch,
+        count=len(events),
+        tokens=meta.summary_tokens + sum(e.tokens for e in events),
+        oldest_ms=events[0].accepted_ms,
+        newest_ms=events[-1].accepted_ms,
+        last_update_ms=meta.last_update_ms,
+        next_retry_ms=meta.next_retry_ms,
+        parked=meta.parked,
+        batch_cap=meta.batch_cap,
+    )
+
+
 # --- transitions on results -----------------------------------------------------------------------
 
 
@@ -190,6 +211,7 @@ def apply_success(
     base_version: int,
     event_ids: tuple[str, ...],
     summary: str,
+    summary_tokens: int,
     now_ms: int,
     model: str,
     prompt_version: str,
@@ -225,6 +247,7 @@ def apply_success(
     new_meta = msgspec.structs.replace(
         meta,
         version=base_version + 1,
+        summary_tokens=summary_tokens,
         last_update_ms=now_ms,
         attempts=0,
         next_retry_ms=0,

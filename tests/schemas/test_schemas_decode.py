@@ -182,3 +182,14 @@ def test_messages_never_quote_rejected_values() -> None:
     ]:
         error = _rejected(_bytes(doc))
         assert secret not in str(error)
+
+
+def test_limit_settings_refuse_unusable_bounds() -> None:
+    """Limits below 1 (or a byte limit too small for any event) are refused at start-up."""
+    from prefstream.errors import ConfigError
+    from prefstream.settings import load_section
+
+    for env in [{"PREFSTREAM_MAX_ITEMS": "0"}, {"PREFSTREAM_MAX_TEXT_CHARS": "-1"}, {"PREFSTREAM_MAX_EVENT_BYTES": "10"}]:
+        with pytest.raises(ConfigError):
+            load_section(LimitSettings, env)
+    assert load_section(LimitSettings, {"PREFSTREAM_MAX_TURNS": "7"}).max_turns == 7

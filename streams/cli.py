@@ -1,0 +1,54 @@
+"""`prefstream worker`: run one stream worker.
+
+Start-up order (each step fails loudly, before the worker joins its consumer group):
+
+1. read the settings (`PREFSTREAM_MODEL_BACKEND` is required: no silent default);
+2. check the topics: create missing ones, refuse to start when a partition count changed or the
+   profiles topic is not compacted (`prefstream.topics.check_topics`);
+3. build and start the model backend (ready means the backend is up);
+4. run the faust worker until SIGTERM/SIGINT; then in-flight updates are aborted (their events are
+   still pending in the tables and will be asked for again by whoever owns them next).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+
+from prefstream.settings import Settings
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    parser.add_argument("--web-port", type=int, help="override PREFSTREAM_WEB_PORT")
+    parser.add_argument("--data-dir", help="override PREFSTREAM_DATA_DIR")
+
+
+def run(args: argparse.Namespace) -> int:
+    from models.backends import create_backend
+    from prefstream import logs
+    from prefstream.topics import check_topics
+    from streams.app import StreamApp, internal_topic_specs
+
+    settings = Settings.from_env()
+    worker_settings = settings.worker
+    if args.web_port is not None:
+        worker_settings = dataclasses.replace(worker_settings, web_port=args.web_port)
+    if args.data_dir is not None:
+        from pathlib import Path
+
+        worker_settings = dataclasses.replace(worker_settings, data_dir=Path(args.data_dir))
+    settings = dataclasses.replace(settings, worker=worker_settings)
+    settings.model.require_backend()
+    logs.configure(settings.worker.log_format, settings.worker.log_level)
+    (settings.worker.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+    check_topics(settings, extra=internal_topic_specs(settings))
+    backend = create_backend(settings)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    stream_app = StreamApp(settings, backend, loop=loop)
+    # The backend starts before the worker joins its group; readiness reports it.
+    loop.run_until_complete(stream_app.start_backend())
+    worker = stream_app.worker(loglevel=settings.worker.log_level)
+    worker.execute_from_commandline()  # raises SystemExit with the worker's exit code
+    return 0

