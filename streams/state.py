@@ -294,8 +294,9 @@ def apply_failure(
         return guard
     attempts = meta.attempts + 1
     cap = meta.batch_cap
-    if over_budget or attempts > plan.retry_limit:
-        # A smaller batch is the one change that can make the next attempt different.
+    if over_budget or (attempts > plan.retry_limit and not cap):
+        # A smaller batch is the one change that can make the next attempt different: halve once when
+        # degrading, and again on every over-budget failure.
         cap = max(1, len(event_ids) // 2)
     parked = attempts >= 1 + plan.retry_limit + plan.degraded_attempts
     return msgspec.structs.replace(

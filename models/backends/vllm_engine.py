@@ -39,11 +39,12 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 
-def engine_args(m: ModelSettings, **overrides: Any) -> Any:
-    """The engine's arguments, every throughput/memory setting explicit (AsyncLLM's defaults are small)."""
-    from vllm.engine.arg_utils import AsyncEngineArgs
+def engine_kwargs(m: ModelSettings) -> dict[str, Any]:
+    """The engine's arguments, every throughput/memory setting explicit (AsyncLLM's defaults are small).
 
-    kwargs: dict[str, Any] = {
+    Shared with the benchmark, which gives `vllm.LLM` exactly these.
+    """
+    return {
         "model": m.model,
         "tokenizer": str(m.tokenizer) if m.tokenizer is not None else None,
         "max_model_len": m.vllm_max_model_len,
@@ -60,10 +61,13 @@ def engine_args(m: ModelSettings, **overrides: Any) -> Any:
         # Qwen3's reasoning markers: lets thinking_token_budget force `</think>` (the reasoning budget).
         "reasoning_parser": "qwen3",
         "disable_log_stats": True,
-        "enable_log_requests": False,
     }
-    kwargs.update(overrides)
-    return AsyncEngineArgs(**kwargs)
+
+
+def engine_args(m: ModelSettings, **overrides: Any) -> Any:
+    from vllm.engine.arg_utils import AsyncEngineArgs
+
+    return AsyncEngineArgs(**{**engine_kwargs(m), "enable_log_requests": False, **overrides})
 
 
 def sampling_params(m: ModelSettings, *, degraded: bool, **overrides: Any) -> Any:

@@ -12,12 +12,16 @@ from prefstream.kafka import local
 from prefstream.settings import Settings
 
 DEFAULT_PORT = 9092
+LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     if command == "kafka up":
         parser.add_argument("--nodes", type=int, default=1, choices=(1, 3), help="1 node, or 3 for fault tests")
-        parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="first broker port (default 9092)")
+        parser.add_argument(
+            "--port", type=int, default=None,
+            help="first broker port (default: the port of a loopback KAFKA_BOOTSTRAP_SERVERS, else 9092)",
+        )  # fmt: skip
         parser.add_argument("--heap", default="512m", help="JVM heap per broker")
         parser.add_argument(
             "--foreground", action="store_true", help="stay attached; stop the broker on SIGINT/SIGTERM (Procfile)"
@@ -45,12 +49,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     root = _root(settings)
     if args.command == "kafka up":
-        if "KAFKA_BOOTSTRAP_SERVERS" in os.environ and local.LocalCluster.load(root) is None:
-            # An explicit broker means: use it, start nothing.
+        first = settings.kafka.bootstrap_servers.split(",")[0].strip()
+        host, _, port = first.rpartition(":")
+        if "KAFKA_BOOTSTRAP_SERVERS" in os.environ and host not in LOOPBACK:
+            # A remote broker was named: use it, start nothing.
             local.wait_ready(settings.kafka.bootstrap_servers, 1, timeout=30)
             print(f"using the broker at {settings.kafka.bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS); nothing started")
             return 0
-        ports = [args.port + 10 * i for i in range(args.nodes)]
+        base = args.port or (int(port) if host in LOOPBACK and port.isdigit() else DEFAULT_PORT)
+        ports = [base + 10 * i for i in range(args.nodes)]
         cluster = local.start(root, nodes=args.nodes, ports=ports, heap=args.heap)
         verb = "reused the running" if cluster.reused else "started a"
         print(f"{verb} local Kafka {local.KAFKA_VERSION} at {cluster.bootstrap_servers} (data in {root})", flush=True)

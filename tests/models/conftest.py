@@ -14,22 +14,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from prefstream.settings import ModelSettings, load_section
-
-# Small, explicit engine settings for CPU test runs.
-ENGINE_ENV = {
-    "PREFSTREAM_MODEL_BACKEND": "vllm",
-    "PREFSTREAM_VLLM_MAX_MODEL_LEN": "4096",
-    "PREFSTREAM_VLLM_MAX_NUM_SEQS": "32",
-    "PREFSTREAM_VLLM_MAX_NUM_BATCHED_TOKENS": "4096",
-    "PREFSTREAM_VLLM_DTYPE": "bfloat16",
-    "PREFSTREAM_VLLM_LOAD_FORMAT": "dummy",
-    "PREFSTREAM_VLLM_ENFORCE_EAGER": "true",
-    "PREFSTREAM_MAX_TOKENS": "32",
-    "PREFSTREAM_PROMPT_TOKEN_BUDGET": "3072",
-    "PREFSTREAM_TIMEOUT_START_OVERHEAD_S": "60",
-    "PREFSTREAM_TIMEOUT_INITIAL_TOKEN_LATENCY_S": "0.5",
-}
+from model_helpers import ENGINE_ENV, engine_settings
 
 
 @pytest.fixture(scope="session")
@@ -38,10 +23,6 @@ def tiny_model_dir() -> Path:
     from models.tiny import ensure_tiny_model
 
     return ensure_tiny_model()
-
-
-def engine_settings(model_dir: Path, **env: str) -> ModelSettings:
-    return load_section(ModelSettings, {**ENGINE_ENV, "PREFSTREAM_MODEL": str(model_dir), **env})
 
 
 @pytest.fixture(scope="session")

@@ -17,8 +17,7 @@ from models.interface import UpdateFailure, UpdateSuccess
 from models.prompt import PROMPT_VERSION
 from models.timebox import TimeBox
 
-from .conftest import engine_settings
-from .test_vllm_engine import ANSWER_REGEX, PARSE_FAILURES, request
+from model_helpers import ANSWER_REGEX, PARSE_FAILURES, engine_settings, request
 
 pytestmark = [pytest.mark.engine, pytest.mark.asyncio(loop_scope="session")]
 
@@ -39,19 +38,25 @@ async def openai_backend(vllm_server: str, tiny_model_dir) -> AsyncIterator[Open
     await backend.aclose()
 
 
-async def running_requests(base_url: str) -> float:
-    """The server's `vllm:num_requests_running` gauge."""
+async def counter(base_url: str, name: str) -> float:
+    """A counter from the server's /metrics (summed over labels)."""
     async with httpx.AsyncClient() as client:
         text = (await client.get(base_url.removesuffix("/v1") + "/metrics")).text
-    values = re.findall(r"^vllm:num_requests_running\{[^}]*\} ([0-9.e+]+)$", text, re.MULTILINE)
+    values = re.findall(rf"^{re.escape(name)}\{{[^}}]*\}} ([0-9.e+]+)$", text, re.MULTILINE)
     return sum(float(v) for v in values)
 
 
-async def wait_idle(base_url: str, timeout: float = 30.0) -> None:
+async def settled_generation(base_url: str, timeout: float = 30.0) -> float:
+    """The server's generated-token total once it has stopped growing (nothing is generating any more)."""
     deadline = time.monotonic() + timeout
-    while await running_requests(base_url) > 0:
-        assert time.monotonic() < deadline, "the server still runs requests"
-        await asyncio.sleep(0.05)
+    last = await counter(base_url, "vllm:generation_tokens_total")
+    while True:
+        await asyncio.sleep(0.5)  # nothing to await: we watch a remote counter stop moving
+        now = await counter(base_url, "vllm:generation_tokens_total")
+        if now == last:
+            return now
+        assert time.monotonic() < deadline, "the server keeps generating"
+        last = now
 
 
 async def test_many_concurrent_requests_through_the_server(openai_backend: OpenAIBackend) -> None:
@@ -78,31 +83,35 @@ async def test_structured_answer_succeeds_through_the_server(openai_backend: Ope
 
 async def test_time_box_expiry_aborts_on_the_server(openai_backend: OpenAIBackend, vllm_server: str) -> None:
     """A call past its time box fails with `timeout`, and the server stops generating for it."""
+    before = await settled_generation(vllm_server)
     saved = openai_backend.timebox
     openai_backend.timebox = TimeBox(start_overhead_s=0, initial_token_latency_s=1e-9, safety_factor=1, floor_s=0.2)
-    openai_backend.body_overrides = {"ignore_eos": True, "max_tokens": 2000}
+    openai_backend.body_overrides = {"ignore_eos": True, "max_tokens": 3000}
     try:
         out = await openai_backend.update(request(2))
     finally:
         openai_backend.timebox, openai_backend.body_overrides = saved, {}
     assert isinstance(out, UpdateFailure) and out.reason == FailureReason.TIMEOUT
-    await wait_idle(vllm_server)
+    # Aborted: the server stopped well before the 3000 tokens it would otherwise have generated.
+    assert await settled_generation(vllm_server) - before < 3000
 
 
 async def test_cancel_aborts_on_the_server(openai_backend: OpenAIBackend, vllm_server: str) -> None:
     """Cancelling the caller closes the request and the server aborts it."""
-    openai_backend.body_overrides = {"ignore_eos": True, "max_tokens": 2000}
+    before = await settled_generation(vllm_server)
+    prompts = await counter(vllm_server, "vllm:prompt_tokens_total")
+    openai_backend.body_overrides = {"ignore_eos": True, "max_tokens": 3000}
     try:
         task = asyncio.create_task(openai_backend.update(request(3)))
         deadline = time.monotonic() + 30
-        while await running_requests(vllm_server) == 0:
+        while await counter(vllm_server, "vllm:prompt_tokens_total") == prompts:  # until the server has it
             assert time.monotonic() < deadline, "the request never started"
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
     finally:
         openai_backend.body_overrides = {}
-    await wait_idle(vllm_server)
+    assert await settled_generation(vllm_server) - before < 3000
 
 
 async def test_server_rejection_is_an_engine_error(openai_backend: OpenAIBackend) -> None:

@@ -5,46 +5,18 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 
 import pytest
 
 from models.backends.vllm_engine import VllmBackend
 from models.errors import BackendDeadError, FailureReason
-from models.interface import UpdateFailure, UpdateRequest, UpdateSuccess
+from models.interface import UpdateFailure, UpdateSuccess
 from models.prompt import PROMPT_VERSION
 from models.timebox import TimeBox
-from schemas.evidence import Evidence, Triple
 
-from .conftest import engine_settings
+from model_helpers import ANSWER_REGEX, PARSE_FAILURES, engine_settings, request, wait_until
 
 pytestmark = [pytest.mark.engine, pytest.mark.asyncio(loop_scope="session")]
-
-# What random weights can produce: a parse failure, or the token limit (never a success).
-PARSE_FAILURES = {FailureReason.NO_THINK_CLOSE, FailureReason.EMPTY_SUMMARY, FailureReason.TRUNCATED}
-
-# The shape of a well-formed answer, small enough for a 1k-token vocabulary (test-only constraint).
-ANSWER_REGEX = r"<think>\n[a-z ]{1,12}\n</think>\n\nThe user likes [a-z]{1,10}\."
-
-
-def request(i: int, *, summary: str | None = None, triples: int = 2, degraded: bool = False) -> UpdateRequest:
-    ev = Evidence(
-        event_id=f"e{i}",
-        triples=tuple(Triple(query=f"Query {i}.{k}", chosen=f"Jazz album {k}", rejected="Stock news") for k in
-                      range(triples)),
-    )
-    return UpdateRequest(
-        request_id=f"r{i}", user_id=f"u{i}", epoch=0, base_version=0, previous_summary=summary, evidence=(ev,),
-        degraded=degraded,
-    )
-
-
-async def wait_until(predicate, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
-
 
 async def test_many_concurrent_requests_each_get_an_outcome(vllm_backend: VllmBackend) -> None:
     """48 concurrent updates each come back, with their own id, a parse failure reason and usage counted."""

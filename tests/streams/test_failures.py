@@ -1,0 +1,58 @@
+"""Failed updates: retries with backoff, degradation, parking with the evidence kept, and `prefstream redrive`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from schemas.failures import decode_failure
+from tests.streams.harness import CI_WORKER_ENV, ROOT, ProfileLog, Producer, TopicReader, Worker, wait_for
+from tests.streams.scenario import Scenario
+
+
+@pytest.mark.timeout(180)
+def test_failing_user_is_parked_then_redriven(test_env: dict[str, str], tmp_path: Path) -> None:
+    """A user whose updates keep failing gets one failure record per attempt (no user text), degraded
+    (halved) batches after the retry limit, is parked with its evidence kept, and `prefstream redrive`
+    applies it; other users are not held up."""
+    env = {**test_env, **CI_WORKER_ENV, "PREFSTREAM_LEDGER_FAIL_USER_PREFIX": "bad-", "PREFSTREAM_LEDGER_FAIL_TIMES": "5",
+           "PREFSTREAM_RETRY_LIMIT": "2", "PREFSTREAM_DEGRADED_ATTEMPTS": "2"}  # fmt: skip
+    bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
+    worker = Worker(env, "a", tmp_path).start()
+    try:
+        worker.wait_ready()
+        producer = Producer(bootstrap, env["PREFSTREAM_EVENTS_TOPIC"], int(env["PREFSTREAM_PARTITIONS"]))
+        sc = Scenario(producer)
+        sc.send("bad-1", n=4)
+        sc.send("good-1", n=4)
+        producer.flush()
+        profiles = ProfileLog(bootstrap, env["PREFSTREAM_PROFILES_TOPIC"])
+        wait_for(lambda: "good-1" in profiles.poll(), 30, "good user's profile")
+        wait_for(lambda: worker.metric("prefstream_users_parked") == 1, 60, "bad user parked", worker.tail)
+
+        failures = TopicReader(bootstrap, env["PREFSTREAM_FAILURES_TOPIC"])
+        wait_for(lambda: len(failures.poll()) >= 6, 20, "failure records")
+        records = [decode_failure(r.value) for r in failures.poll()]
+        assert [(r.reason, r.attempts) for r in records] == [("engine_error", a) for a in range(1, 6)] + [("parked", 5)]
+        assert {r.user_id for r in records} == {"bad-1"} and all(r.epoch == 1 and r.base_version == 0 for r in records)
+        # One attempt and two retries at full size, then two degraded attempts with half the batch.
+        assert [r.event_count for r in records[:5]] == [4, 4, 4, 2, 2]
+        raw = b"".join(r.value for r in failures.poll())
+        assert b"answer A" not in raw and b"which one" not in raw  # no user text
+        assert "bad-1" not in profiles.poll()
+        assert worker.metric("prefstream_update_failures_total", 'reason="engine_error"') == 5
+
+        result = subprocess.run(
+            [sys.executable, "-m", "prefstream.cli", "redrive"], env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
+            cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        wait_for(lambda: not sc.mismatches(profiles.poll()), 30, "redriven profile", lambda: sc.mismatches(profiles.by_user))
+        assert profiles.last("bad-1") is not None and profiles.last("bad-1").update_events == 4
+        assert worker.metric("prefstream_users_parked") == 0
+    finally:
+        worker.stop()

@@ -1,0 +1,108 @@
+"""The fold scheduler in process: a sliding window over the backend's concurrency, one update per user,
+aborts for partitions that move away."""
+
+from __future__ import annotations
+
+import asyncio
+
+from models.backends.ledger import LedgerBackend
+from models.interface import UpdateRequest, UpdateSuccess
+from prefstream.settings import FlushSettings
+from schemas.evidence import Evidence
+from streams import state as st
+from streams.metrics import StreamMetrics
+from streams.policy import FlushPolicy
+from streams.records import FoldResult
+from streams.scheduler import FoldScheduler, now_ms
+
+FLUSH = FlushSettings(min_events=1, max_events=8, max_wait_s=1.0, idle_s=0.0, min_interval_s=0.0, tick_s=0.05,
+                      saturated_min_events=1)  # fmt: skip
+
+
+class SlowPerUser(LedgerBackend):
+    """A ledger whose latency depends on the user, recording start and end times."""
+
+    def __init__(self, delays: dict[str, float]) -> None:
+        super().__init__(max_concurrency=2)
+        self.delays = delays
+        self.log: list[tuple[str, str]] = []
+        self.running_per_user: dict[str, int] = {}
+
+    async def update(self, request: UpdateRequest) -> UpdateSuccess:  # type: ignore[override]
+        u = request.user_id
+        self.running_per_user[u] = self.running_per_user.get(u, 0) + 1
+        assert self.running_per_user[u] == 1, "two updates in flight for one user"
+        self.log.append(("start", u))
+        try:
+            await asyncio.sleep(self.delays[u])
+        finally:
+            self.running_per_user[u] -= 1
+        self.log.append(("end", u))
+        return UpdateSuccess(request_id=request.request_id, summary="s", usage=_usage(), model="m", prompt_version="p")
+
+
+def _usage():  # type: ignore[no-untyped-def]
+    from models.interface import Usage
+
+    return Usage(prompt_tokens=1, completion_tokens=1, latency_s=0.0)
+
+
+def make(backend: LedgerBackend, users: dict[str, int]) -> tuple[FoldScheduler, list[FoldResult]]:
+    states = {u: (st.Meta(), st.Pending(epoch=1, events=(st.PendingEvent(event_id=f"{u}-1", evidence=Evidence(event_id=f"{u}-1"),
+              ts_ms=0, produced_ms=0, accepted_ms=0, tokens=1),)), None) for u in users}  # fmt: skip
+    sent: list[FoldResult] = []
+
+    async def send(partition: int, result: FoldResult) -> None:
+        sent.append(result)
+
+    sched = FoldScheduler(backend=backend, policy=FlushPolicy.from_settings(FLUSH, 1000), flush=FLUSH,
+                          plan=st.RetryPlan(2, 2, 0.1, 1.0), read_state=lambda u: states[u], send_result=send,
+                          metrics=StreamMetrics(), user_key=lambda u: u)  # fmt: skip
+    sched.on_assigned({0, 1})
+    views = {u: st.view_of(p, st.Meta(), states[u][1]) for u, p in users.items()}
+    sched.on_recovered({u: v for u, v in views.items() if v}, {})
+    return sched, sent
+
+
+def test_sliding_window_starts_next_request_when_any_slot_frees() -> None:
+    """With a window of 2, a third request starts when the fast one ends, not when the slow one does."""
+    backend = SlowPerUser({"fast": 0.05, "slow": 1.0, "third": 0.05})
+
+    async def go() -> list[FoldResult]:
+        sched, sent = make(backend, {"fast": 0, "slow": 0, "third": 1})
+        task = asyncio.create_task(sched.run())
+        while len(sent) < 2:
+            await asyncio.sleep(0.01)
+        done = list(sent)
+        await sched.stop()
+        await asyncio.gather(task, return_exceptions=True)
+        return done
+
+    done = asyncio.run(go())
+    # Two results arrived while the slow request (1 s) was still running: the window slid.
+    assert {r.user_id for r in done} == {"fast", "third"}
+    assert ("end", "slow") not in backend.log
+
+
+def test_revoked_partition_aborts_its_requests_and_user_stays_single_flight() -> None:
+    """Requests of a partition that moved away are cancelled; a user is not asked again until its result applied."""
+    backend = SlowPerUser({"a": 5.0, "b": 5.0})
+
+    async def go() -> FoldScheduler:
+        sched, _ = make(backend, {"a": 0, "b": 1})
+        task = asyncio.create_task(sched.run())
+        while len(backend.log) < 2:
+            await asyncio.sleep(0.01)
+        sched.on_revoked()
+        sched.on_assigned({0})
+        await asyncio.sleep(0.1)
+        assert set(sched.inflight) == {"a"}
+        # A step while "a" is in flight does not start it again.
+        sched.step(now_ms())
+        await sched.stop()
+        await asyncio.gather(task, return_exceptions=True)
+        return sched
+
+    sched = asyncio.run(go())
+    assert [u for e, u in backend.log if e == "start"].count("a") == 1
+    assert sched.metrics.requests_aborted.labels("revoked")._value.get() == 1
