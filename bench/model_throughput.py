@@ -127,6 +127,43 @@ def run_backend(args: argparse.Namespace, updates: list[tuple[str | None, Any]])
     return asyncio.run(main())
 
 
+def run_async_raw(args: argparse.Namespace, prompts: list[list[int]]) -> list[float]:
+    """Diagnostic: timed passes through bare AsyncLLM.generate (same engine and sampling, no backend)."""
+    import asyncio
+
+    from vllm import SamplingParams
+    from vllm.inputs import tokens_input
+    from vllm.sampling_params import RequestOutputKind
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    from models.backends.vllm_engine import engine_args
+
+    s = model_settings(args)
+    params = SamplingParams(
+        temperature=s.temperature, top_p=s.top_p, top_k=s.top_k, max_tokens=args.max_tokens, ignore_eos=True,
+        output_kind=RequestOutputKind.FINAL_ONLY,
+    )
+
+    async def one(engine: AsyncLLM, rid: str, ids: list[int]) -> None:
+        async for _ in engine.generate(tokens_input(ids), params, rid):
+            pass
+
+    async def main() -> list[float]:
+        engine = AsyncLLM.from_engine_args(engine_args(s))
+        times = []
+        try:
+            for run in range(args.runs + 1):
+                start = time.perf_counter()
+                await asyncio.gather(*(one(engine, f"{run}-{i}", ids) for i, ids in enumerate(prompts)))
+                if run > 0:
+                    times.append(time.perf_counter() - start)
+        finally:
+            engine.shutdown()
+        return times
+
+    return asyncio.run(main())
+
+
 def run_raw(args: argparse.Namespace, prompts: list[list[int]]) -> list[float]:
     """Timed passes through vllm.LLM.generate with the same engine arguments."""
     from vllm import LLM, SamplingParams
@@ -167,7 +204,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--load-format", default="dummy")
     p.add_argument("--enforce-eager", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--phase", choices=("backend", "raw"), default=None, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--async-raw", action="store_true", help="also time bare AsyncLLM.generate (diagnostic: the backend's overhead)"
+    )
+    p.add_argument("--phase", choices=("backend", "raw", "async"), default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.runs < 3:
         p.error("--runs must be at least 3 (the median of at least 3 runs is reported)")
@@ -184,13 +224,14 @@ def main(argv: list[str] | None = None) -> int:
     updates = make_updates(args.num_prompts, args.triples, args.seed)
     prompts = prompt_ids(args.model, updates)
     if args.phase is not None:  # a child: run one side, print its timings
-        times = run_backend(args, updates) if args.phase == "backend" else run_raw(args, prompts)
+        runner = {"backend": run_backend, "raw": run_raw, "async": run_async_raw}[args.phase]
+        times = runner(args, updates if args.phase == "backend" else prompts)
         print("RESULT " + json.dumps(times), flush=True)
         return 0
 
     argv = sys.argv[1:] if argv is None else argv
     results: dict[str, list[float]] = {}
-    for phase in ("raw", "backend"):
+    for phase in ("raw", "backend", *(("async",) if args.async_raw else ())):
         cmd = [sys.executable, str(Path(__file__).resolve()), *argv, "--model", str(args.model), "--phase", phase]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
@@ -223,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         "vllm_backend_tok_s": round(rate["backend"], 1),
         "ratio_backend_over_raw": round(rate["backend"] / rate["raw"], 3),
     }
+    if "async" in rate:
+        report["bare_asyncllm_tok_s"] = round(rate["async"], 1)
     print(json.dumps(report, indent=2))
     print(
         f"raw LLM.generate: {rate['raw']:.1f} output tok/s | vllm backend: {rate['backend']:.1f} output tok/s | "

@@ -91,6 +91,8 @@ def _worker_env(bootstrap: str, external: bool, workdir: Path) -> dict[str, str]
         # Small batches and short waits so the demo shows several versions within a minute.
         PREFSTREAM_FLUSH_MIN_EVENTS=env.get("PREFSTREAM_FLUSH_MIN_EVENTS", "2"),
         PREFSTREAM_FLUSH_MAX_WAIT_S=env.get("PREFSTREAM_FLUSH_MAX_WAIT_S", "3"),
+        PREFSTREAM_FLUSH_IDLE_S=env.get("PREFSTREAM_FLUSH_IDLE_S", "1"),
+        PREFSTREAM_FLUSH_MIN_INTERVAL_S=env.get("PREFSTREAM_FLUSH_MIN_INTERVAL_S", "1"),
         PREFSTREAM_SESSION_TIMEOUT_S=env.get("PREFSTREAM_SESSION_TIMEOUT_S", "10"),
     )
     if external:  # never touch a shared cluster's real topics
@@ -149,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
                 deadline = time.monotonic() + args.timeout
                 _wait_ready(settings.worker.web_port, proc, deadline)
                 ok = _drive(settings, KafkaProducer, KafkaConsumer, deadline, proc)
+                if ok:
+                    _read_api(settings.worker.web_port)
             finally:
                 _stop(proc)
                 if external:
@@ -208,6 +212,14 @@ def _show(message: object, dlq_topic: str, applied: dict[str, int]) -> None:
         f"events_applied={profile['events_applied']}\n    " + profile["summary"].replace("\n", "\n    "),
         flush=True,
     )
+
+
+def _read_api(port: int) -> None:
+    """Show that any worker answers reads: the same profile over HTTP."""
+    url = f"http://127.0.0.1:{port}/profiles/alice"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        profile = json.loads(resp.read())
+    print(f"\nread API: GET {url} -> version={profile['version']} events_applied={profile['events_applied']}")
 
 
 def _delete_topics(settings: Settings) -> None:

@@ -39,6 +39,10 @@ def configure(fmt: str = "json", level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    if level.lower() != "debug":
+        # Client libraries narrate every connection at INFO; keep their warnings and errors only.
+        for noisy in ("kafka", "aiokafka"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def user_ref(user_id: str) -> str:
