@@ -15,6 +15,11 @@ from pathlib import Path
 import pytest
 from hypothesis import settings as hypothesis_settings
 
+from prefstream import logs
+
+# One logging set-up for the session, writing to whatever stderr pytest has installed at the time.
+logs.configure("console", "info")
+
 hypothesis_settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)
 hypothesis_settings.register_profile("dev", deadline=None)
 hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "dev")
