@@ -65,3 +65,15 @@ def test_readme_table_lists_every_setting() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     for line in table.splitlines()[2:]:
         assert line in readme, f"README is missing the row: {line}"
+
+
+def test_readme_event_tables_match_the_contract_docs() -> None:
+    """The README's per-kind field tables are the generated ones from docs/schemas.md."""
+    import re
+
+    root = Path(__file__).parents[2]
+    doc = (root / "docs/schemas.md").read_text()
+    block = re.search(r"<!-- BEGIN GENERATED: event-fields -->\n(.*?)\n<!-- END GENERATED: event-fields -->", doc, re.S)
+    assert block is not None
+    readme = (root / "README.md").read_text()
+    assert block.group(1).replace("#### ", "### ") in readme, "run: bash scripts/update-readme"
