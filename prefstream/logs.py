@@ -24,30 +24,53 @@ class _Stderr:
         sys.stderr.flush()
 
 
+_SHARED: list[structlog.types.Processor] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.processors.add_log_level,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+]
+
+
+def _renderer(fmt: str) -> structlog.types.Processor:
+    return structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
+
+
+def stdlib_handler(fmt: str = "json") -> logging.Handler:
+    """A stdlib handler that renders records (faust's, aiokafka's) the same way as structlog's own lines."""
+    handler = logging.StreamHandler(_Stderr())  # type: ignore[arg-type]
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(foreign_pre_chain=_SHARED, processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta, _renderer(fmt),
+        ])  # fmt: skip
+    )
+    return handler
+
+
+def stdlib_logging_config(fmt: str, level: str) -> dict[str, object]:
+    """A `logging.config.dictConfig` for processes whose framework configures logging itself (faust's
+    Worker replaces the root handlers at start): the same handler, the same quiet client libraries."""
+    quiet = "WARNING" if level.lower() != "debug" else "DEBUG"
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "handlers": {"default": {"()": "prefstream.logs.stdlib_handler", "fmt": fmt}},
+        "root": {"level": level.upper(), "handlers": ["default"]},
+        "loggers": {name: {"level": quiet} for name in ("kafka", "aiokafka")},
+    }
+
+
 def configure(fmt: str = "json", level: str = "info") -> None:
     """Route structlog (and stdlib logging, which faust and aiokafka use) to stderr in one format."""
-    renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
-    )
-    shared: list[structlog.types.Processor] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-    ]
+    renderer = _renderer(fmt)
+    shared = _SHARED
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(_Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(_Stderr())  # type: ignore[arg-type]
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer,
-        ])  # fmt: skip
-    )
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [stdlib_handler(fmt)]
     root.setLevel(level.upper())
     if level.lower() != "debug":
         # Client libraries narrate every connection at INFO; keep their warnings and errors only.

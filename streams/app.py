@@ -28,6 +28,7 @@ from faust.types import TP, EventT
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from models.interface import PreferenceModel, UpdateSuccess
+from prefstream import logs
 from prefstream.logs import user_ref
 from prefstream.settings import Settings
 from prefstream.topics import TopicSpec, compacted_configs
@@ -552,6 +553,15 @@ class StreamApp:
 
     # --- running --------------------------------------------------------------------------------
 
-    def worker(self, *, loglevel: str = "info") -> faust.Worker:
-        """A faust Worker for this app (runs the event loop until stopped)."""
-        return faust.Worker(self.app, loglevel=loglevel, loop=self.app.loop)
+    def worker(self, *, loglevel: str = "info", log_format: str = "json") -> faust.Worker:
+        """A faust Worker for this app (runs the event loop until stopped).
+
+        faust's Worker re-configures logging when it starts; it gets our configuration, so its own lines
+        come out in the same format (JSON in production) as ours.
+        """
+        return faust.Worker(
+            self.app, loglevel=loglevel, loop=self.app.loop,
+            logging_config=logs.stdlib_logging_config(log_format, loglevel),
+            # mode would swap sys.stdout/stderr for logger proxies, and our handler writes to sys.stderr.
+            redirect_stdouts=False,
+        )  # fmt: skip

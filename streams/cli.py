@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from prefstream.topics import check_topics
     from streams.app import StreamApp, internal_topic_specs
 
-    settings = Settings.from_env()
+    settings: Settings = args.settings
     worker_settings = settings.worker
     if args.web_port is not None:
         worker_settings = dataclasses.replace(worker_settings, web_port=args.web_port)
@@ -49,6 +49,6 @@ def run(args: argparse.Namespace) -> int:
     stream_app = StreamApp(settings, backend, loop=loop)
     # The backend starts before the worker joins its group; readiness reports it.
     loop.run_until_complete(stream_app.start_backend())
-    worker = stream_app.worker(loglevel=settings.worker.log_level)
+    worker = stream_app.worker(loglevel=settings.worker.log_level, log_format=settings.worker.log_format)
     worker.execute_from_commandline()  # raises SystemExit with the worker's exit code
     return 0

@@ -6,8 +6,9 @@ parser, so the model gets the same tokens as in-process and the raw text comes b
 PREFSTREAM_TOKENIZER must therefore be the served model's tokenizer.
 
 - Bounded concurrency: at most PREFSTREAM_OPENAI_CONCURRENCY requests in flight from this worker.
-- Every call is time-boxed like the `vllm` backend's (`models.timebox`); leaving the box or being
-  cancelled closes the HTTP request, and vLLM's server aborts a request whose client went away.
+- Every call is time-boxed like the `vllm` backend's (`models.timebox`). The completion is streamed
+  (SSE) and reassembled, so leaving the box or being cancelled closes the connection and the server
+  aborts the request (a cancelled non-streaming call can leave the server generating to the end).
 - Transport errors, 429 and 5xx answers are retried with exponential backoff and jitter (within the
   box); other 4xx answers fail at once with `engine_error`.
 - `check_health()` fails only once the client is closed: a server that is down is reported per request
@@ -17,6 +18,7 @@ PREFSTREAM_TOKENIZER must therefore be the served model's tokenizer.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from typing import Any
@@ -175,24 +177,52 @@ class OpenAIBackend:
         return result
 
     async def _post_with_retries(self, body: dict[str, Any]) -> dict[str, Any]:
-        assert self._client is not None
         retries = self.settings.openai_retries
         for attempt in range(retries + 1):
             try:
-                resp = await self._client.post("completions", json=body)
+                return await self._post_streaming(body)
             except httpx.TransportError as exc:
-                error: _Retryable = _Retryable(FailureReason.BACKEND_UNAVAILABLE, f"{type(exc).__name__}: {exc}")
-            else:
-                if resp.status_code < 400:
-                    result: dict[str, Any] = resp.json()
-                    return result
-                if resp.status_code not in _RETRY_STATUS:
-                    resp.raise_for_status()
-                error = _Retryable(FailureReason.ENGINE_ERROR, _describe(resp))
+                error = _Retryable(FailureReason.BACKEND_UNAVAILABLE, f"{type(exc).__name__}: {exc}")
+            except _Retryable as exc:
+                error = exc
             if attempt == retries:
                 raise error
             await asyncio.sleep(self._backoff(attempt))
         raise AssertionError("unreachable")
+
+    async def _post_streaming(self, body: dict[str, Any]) -> dict[str, Any]:
+        """One attempt, streamed (SSE), reassembled into a completion: {choices: [{text, finish_reason}], usage}.
+
+        Streaming is what makes an abort certain: leaving this function early (time box, cancellation)
+        closes the response with its body unread, which closes the connection, and the server aborts a
+        request whose stream has lost its reader. (A cancelled non-streaming request may leave its
+        connection open, and the server then generates to the end.)
+        """
+        assert self._client is not None
+        stream_body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+        async with self._client.stream("POST", "completions", json=stream_body) as resp:
+            if resp.status_code >= 400:
+                await resp.aread()
+                if resp.status_code in _RETRY_STATUS:
+                    raise _Retryable(FailureReason.ENGINE_ERROR, _describe(resp))
+                resp.raise_for_status()
+            parts: list[str] = []
+            finish: str | None = None
+            usage: dict[str, Any] = {}
+            async for line in resp.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                payload = line[5:].strip()
+                if payload == "[DONE]":
+                    break
+                chunk = json.loads(payload)
+                if chunk.get("error"):
+                    raise _Retryable(FailureReason.ENGINE_ERROR, "server error in stream")
+                for choice in chunk.get("choices") or ():
+                    parts.append(choice.get("text") or "")
+                    finish = choice.get("finish_reason") or finish
+                usage = chunk.get("usage") or usage
+        return {"choices": [{"text": "".join(parts), "finish_reason": finish}], "usage": usage}
 
     def check_health(self) -> None:
         if self._closed:

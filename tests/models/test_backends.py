@@ -93,8 +93,14 @@ def openai_backend(tiny_model_dir: Path, handler) -> OpenAIBackend:
 
 
 def completion(text: str, finish: str = "stop") -> httpx.Response:
-    return httpx.Response(200, json={"choices": [{"text": text, "finish_reason": finish}],
-                                     "usage": {"prompt_tokens": 5, "completion_tokens": 20}})
+    """A streamed (SSE) completion as vLLM sends it: text chunks, the finish reason, then usage."""
+    chunks = [
+        {"choices": [{"index": 0, "text": text[:5], "finish_reason": None}]},
+        {"choices": [{"index": 0, "text": text[5:], "finish_reason": finish}]},
+        {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 20}},
+    ]
+    body = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+    return httpx.Response(200, content=body.encode(), headers={"content-type": "text/event-stream"})
 
 
 async def test_openai_retries_5xx_then_succeeds(tiny_model_dir: Path) -> None:
@@ -112,7 +118,7 @@ async def test_openai_retries_5xx_then_succeeds(tiny_model_dir: Path) -> None:
     out = await backend.update(request(1))
     await backend.aclose()
     assert isinstance(out, UpdateSuccess) and out.summary == "Likes jazz."
-    assert len(calls) == 3 and all(isinstance(t, int) for t in calls[0]["prompt"])
+    assert len(calls) == 3 and all(isinstance(t, int) for t in calls[0]["prompt"]) and calls[0]["stream"]
     assert (calls[0]["temperature"], calls[0]["top_p"], calls[0]["top_k"]) == (0.6, 0.95, 20)
 
 

@@ -106,6 +106,7 @@ async def test_cancel_aborts_on_the_server(openai_backend: OpenAIBackend, vllm_s
         deadline = time.monotonic() + 30
         while await counter(vllm_server, "vllm:prompt_tokens_total") == prompts:  # until the server has it
             assert time.monotonic() < deadline, "the request never started"
+        assert not task.done(), task.result()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

@@ -94,6 +94,21 @@ def test_single_worker_end_to_end(env: dict[str, str], worker: Worker) -> None:
     assert rejected == len(sc.malformed_sent) == len(letters)
     assert worker.metric("prefstream_events_repartitioned_total", 'cause="partitioner"') > 0
     assert worker.metric("prefstream_events_repartitioned_total", 'cause="key"') > 0
+    _logs_are_json_without_user_text(worker)
+
+
+def _logs_are_json_without_user_text(worker: Worker) -> None:
+    """Every line the worker wrote is a JSON object, faust's own included; none holds user text or a raw
+    user id (users appear as `user_ref` hashes)."""
+    import json
+
+    lines = worker.log_path.read_text(errors="replace").splitlines()
+    assert any('"update_applied"' in line for line in lines), worker.tail()
+    for line in lines:
+        record = json.loads(line)  # raises on a non-JSON line
+        assert isinstance(record, dict), line
+        assert "answer A for" not in line and "which one?" not in line, line
+        assert not set(USERS) & {str(v) for v in record.values()}, line
 
 
 @pytest.mark.timeout(120)
