@@ -154,6 +154,8 @@ class OpenAIBackend:
             return failure(request, exc.reason, str(exc))
         except httpx.HTTPStatusError as exc:
             return failure(request, FailureReason.ENGINE_ERROR, _describe(exc.response), retryable=False)
+        except (httpx.HTTPError, ValueError) as exc:  # a broken stream or an unreadable chunk
+            return failure(request, FailureReason.ENGINE_ERROR, f"bad response: {type(exc).__name__}")
         latency = time.perf_counter() - started
         try:
             choice = data["choices"][0]
