@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -62,16 +63,21 @@ def test_three_node_cluster_survives_a_killed_node(tmp_path: Path) -> None:
         admin.create_topics({"t": {"num_partitions": 3, "replication_factor": 3}}, wait_for_metadata=True)
         admin.close()
         local.stop_node(cluster, cluster.nodes[2], kill=True)
-        producer = KafkaProducer(bootstrap_servers=cluster.bootstrap_servers, acks="all")
-        for i in range(30):
-            producer.send("t", key=str(i).encode(), value=b"v")
-        producer.flush(timeout=30)
+        producer = KafkaProducer(bootstrap_servers=cluster.bootstrap_servers, acks="all", retries=20)
+        sent = [producer.send("t", key=str(i).encode(), value=b"v") for i in range(30)]
+        for future in sent:
+            future.get(timeout=60)  # acknowledged by the in-sync replicas of the two live nodes
         producer.close()
         cluster = local.restart_node(cluster, cluster.nodes[2])
         local.wait_ready(cluster.bootstrap_servers, 3)
         consumer = KafkaConsumer("t", bootstrap_servers=cluster.bootstrap_servers, auto_offset_reset="earliest",
-                                 consumer_timeout_ms=10000)
-        assert sum(1 for _ in consumer) == 30
+                                 enable_auto_commit=False)
+        seen: set[bytes] = set()
+        deadline = time.monotonic() + 60
+        while len(seen) < 30 and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=1000).values():
+                seen.update(r.key for r in records)
         consumer.close()
+        assert len(seen) == 30
     finally:
         local.stop(tmp_path, timeout=5)

@@ -64,6 +64,11 @@ def forget(user_id: str, event_id: str) -> dict[str, Any]:
     return {"event_id": event_id, "user_id": user_id, "ts": 1_764_000_000_000, "kind": "forget"}
 
 
+#: Kafka clients opened by a test; `tests/streams/conftest.py` closes them after each test, so no client
+#: thread outlives the broker and logs connection errors at the end of the session.
+OPEN_CLIENTS: list[Producer | TopicReader] = []
+
+
 @dataclass
 class Producer:
     """Produces events the way different clients would."""
@@ -75,6 +80,7 @@ class Producer:
 
     def __post_init__(self) -> None:
         self._producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=5)
+        OPEN_CLIENTS.append(self)
 
     def send(self, value: dict[str, Any] | bytes, *, key: bytes | None = None, partition: int | None = None) -> None:
         """Send one event: keyed by user id on the murmur2 partition (Java default) unless told otherwise."""
@@ -119,6 +125,7 @@ class TopicReader:
             time.sleep(0.2)
             parts = self._consumer.partitions_for_topic(self.topic) or set()
         self._consumer.assign([TopicPartition(self.topic, p) for p in sorted(parts)])
+        OPEN_CLIENTS.append(self)
 
     def poll(self) -> list[Any]:
         batch = self._consumer.poll(timeout_ms=300)
