@@ -78,8 +78,8 @@ class PromptTokenizer:
     def count_prompt_tokens(self, previous_summary: str | None, evidence: tuple[Evidence, ...]) -> int:
         return len(self.encode(P.render(previous_summary, evidence)))
 
-    def decode(self, ids: list[int]) -> str:
-        return str(self._tok.decode(ids, skip_special_tokens=False))
+    def decode(self, ids: list[int], *, skip_special_tokens: bool = False) -> str:
+        return str(self._tok.decode(ids, skip_special_tokens=skip_special_tokens))
 
 
 def check_budget(tokens: int, budget: int) -> None:

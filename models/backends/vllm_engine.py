@@ -83,6 +83,9 @@ def sampling_params(m: ModelSettings, *, degraded: bool, **overrides: Any) -> An
         "top_k": m.top_k,
         "max_tokens": m.max_tokens,
         "output_kind": RequestOutputKind.FINAL_ONLY,  # one output per request: we only need the end
+        # No incremental detokenization in the engine's output loop (it competes with scheduling for the
+        # CPU at every step): the backend decodes the finished token ids once. No stop strings are used.
+        "detokenize": False,
         "skip_special_tokens": True,  # <think>/</think> are not special in Qwen3: they stay in the text
     }
     if budget is not None:
@@ -190,9 +193,10 @@ class VllmBackend:
         if final is None or not final.outputs:
             return failure(request, FailureReason.ENGINE_ERROR, "the engine returned no output")
         completion = final.outputs[0]
+        text = completion.text or self.tokenizer.decode(list(completion.token_ids), skip_special_tokens=True)
         result = outcome(
             request,
-            text=completion.text,
+            text=text,
             finish_reason=completion.finish_reason,
             prompt_tokens=len(prepared.ids),
             completion_tokens=len(completion.token_ids),
