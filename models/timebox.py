@@ -12,6 +12,10 @@ slow side, which is the safe side for a timeout. Calls that generated few tokens
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from prefstream.settings import ModelSettings
 
 _MIN_TOKENS_TO_MEASURE = 16
 _EMA_ALPHA = 0.2
@@ -28,6 +32,15 @@ class TimeBox:
 
     def __post_init__(self) -> None:
         self.token_latency_s = self.initial_token_latency_s
+
+    @classmethod
+    def from_settings(cls, settings: ModelSettings) -> TimeBox:
+        return cls(
+            start_overhead_s=settings.timeout_start_overhead_s,
+            initial_token_latency_s=settings.timeout_initial_token_latency_s,
+            safety_factor=settings.timeout_safety_factor,
+            floor_s=settings.timeout_floor_s,
+        )
 
     def timeout_for(self, max_tokens: int) -> float:
         return max(self.floor_s, self.start_overhead_s + max_tokens * self.token_latency_s * self.safety_factor)

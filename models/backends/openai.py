@@ -58,12 +58,7 @@ class OpenAIBackend:
         self.max_concurrency = settings.openai_concurrency
         self.prompt_token_budget = settings.prompt_token_budget
         self.tokenizer = PromptTokenizer(tokenizer_path(settings))
-        self.timebox = TimeBox(
-            start_overhead_s=settings.timeout_start_overhead_s,
-            initial_token_latency_s=settings.timeout_initial_token_latency_s,
-            safety_factor=settings.timeout_safety_factor,
-            floor_s=settings.timeout_floor_s,
-        )
+        self.timebox = TimeBox.from_settings(settings)
         # Test hook: extra request-body fields (e.g. structured_outputs, ignore_eos).
         self.body_overrides: dict[str, Any] = {}
         self._transport = transport

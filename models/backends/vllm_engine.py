@@ -106,12 +106,7 @@ class VllmBackend:
         self.max_concurrency = settings.vllm_max_num_seqs
         self.prompt_token_budget = settings.prompt_token_budget
         self.tokenizer = PromptTokenizer(tokenizer_path(settings))
-        self.timebox = TimeBox(
-            start_overhead_s=settings.timeout_start_overhead_s,
-            initial_token_latency_s=settings.timeout_initial_token_latency_s,
-            safety_factor=settings.timeout_safety_factor,
-            floor_s=settings.timeout_floor_s,
-        )
+        self.timebox = TimeBox.from_settings(settings)
         # Test hook: extra SamplingParams fields (e.g. structured_outputs) and generate() kwargs.
         self.sampling_overrides: dict[str, Any] = {}
         self.generate_overrides: dict[str, Any] = {}
