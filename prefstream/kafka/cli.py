@@ -8,6 +8,7 @@ import signal
 import threading
 from pathlib import Path
 
+from prefstream.errors import KafkaSetupError
 from prefstream.kafka import local
 from prefstream.settings import Settings
 
@@ -28,6 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         )
     if command == "kafka wait":
         parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait (default 120)")
+
+
+def _answers(bootstrap_servers: str) -> bool:
+    try:
+        local.wait_ready(bootstrap_servers, 1, timeout=3)
+    except KafkaSetupError:
+        return False
+    return True
 
 
 def _wait_for_signal() -> None:
@@ -51,12 +60,15 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "kafka up":
         first = settings.kafka.bootstrap_servers.split(",")[0].strip()
         host, _, port = first.rpartition(":")
-        if "KAFKA_BOOTSTRAP_SERVERS" in os.environ and host not in LOOPBACK:
-            # A remote broker was named: use it, start nothing.
+        named = "KAFKA_BOOTSTRAP_SERVERS" in os.environ
+        ours = local.LocalCluster.load(root) is not None
+        if named and not ours and (host not in LOOPBACK or _answers(settings.kafka.bootstrap_servers)):
+            # A broker was named and is there (or is remote): use it, start nothing.
             local.wait_ready(settings.kafka.bootstrap_servers, 1, timeout=30)
             print(f"using the broker at {settings.kafka.bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS); nothing started")
             return 0
-        base = args.port or (int(port) if host in LOOPBACK and port.isdigit() else DEFAULT_PORT)
+        # Otherwise start one: on the named loopback port (the Procfile's case), else on 9092.
+        base = args.port or (int(port) if named and port.isdigit() else DEFAULT_PORT)
         ports = [base + 10 * i for i in range(args.nodes)]
         cluster = local.start(root, nodes=args.nodes, ports=ports, heap=args.heap)
         verb = "reused the running" if cluster.reused else "started a"

@@ -1,0 +1,51 @@
+"""`prefstream kafka up/down/status` as a user runs them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from prefstream.kafka import local
+
+pytestmark = pytest.mark.kafka
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "prefstream.cli", *args], env=env, capture_output=True, text=True, timeout=180
+    )
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+    return {**env, "PREFSTREAM_DATA_DIR": str(tmp_path), "PREFSTREAM_LOG_FORMAT": "console", **extra}
+
+
+def test_up_uses_a_named_running_broker(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """With KAFKA_BOOTSTRAP_SERVERS naming a running broker, `kafka up` starts nothing and says so."""
+    done = _cli("kafka", "up", env=_env(tmp_path, KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap))
+    assert done.returncode == 0, done.stderr
+    assert "nothing started" in done.stdout
+    assert local.LocalCluster.load(tmp_path / "kafka") is None
+
+
+@pytest.mark.skipif(bool(os.environ.get("KAFKA_BOOTSTRAP_SERVERS")), reason="starts its own broker")
+def test_up_twice_reuses_then_down_stops(tmp_path: Path) -> None:
+    """`kafka up` starts a broker, a second `up` reuses it, `down` stops it and `status` then says so."""
+    env = _env(tmp_path)
+    port = str(local.free_port())
+    first = _cli("kafka", "up", "--port", port, env=env)
+    assert first.returncode == 0, first.stderr
+    assert f"started a local Kafka {local.KAFKA_VERSION} at 127.0.0.1:{port}" in first.stdout
+    try:
+        second = _cli("kafka", "up", "--port", port, env=env)
+        assert second.returncode == 0 and "reused the running local Kafka" in second.stdout, second
+        assert _cli("kafka", "status", env=env).returncode == 0
+    finally:
+        down = _cli("kafka", "down", env=env)
+    assert down.returncode == 0 and "stopped the local Kafka" in down.stdout
+    assert _cli("kafka", "status", env=env).returncode == 1
