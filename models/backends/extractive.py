@@ -18,11 +18,15 @@ from collections.abc import Iterable
 
 from models.interface import UpdateFailure, UpdateRequest, UpdateSuccess, Usage
 from prefstream.settings import Settings
-from schemas.evidence import Evidence
+from schemas.evidence import NO_NEGATIVE, NO_POSITIVE, Evidence
 
 HEADER = "Extractive baseline profile (not AlignXplore+): items the user chose and rejected, most frequent first."
 _LABEL_CHARS = 80
 _ITEM = re.compile(r"^- (?P<label>.+) \(x(?P<count>\d+)\)$")
+
+
+# The authors' stand-ins for a missing side of a triple (schemas.evidence): evidence format, not items.
+_PLACEHOLDERS = frozenset({NO_NEGATIVE, NO_POSITIVE})
 
 
 def item_label(text: str) -> str:
@@ -61,7 +65,7 @@ def fold(previous_summary: str | None, evidence: Iterable[Evidence], *, max_item
         for t in ev.triples:
             for text, counts in ((t.chosen, chosen), (t.rejected, rejected)):
                 label = item_label(text)
-                if label:
+                if label and text not in _PLACEHOLDERS:  # "No negative sample." is not an item
                     counts[label] = counts.get(label, 0) + 1
     lines = [HEADER, "Chose:"]
     lines += [f"- {label} (x{n})" for label, n in _ranked(chosen, max_items)] or ["- (nothing yet)"]

@@ -64,6 +64,14 @@ async def test_extractive_profile_counts_choices_most_frequent_first() -> None:
     assert parse_profile(out2.summary) == ({"Rock": 2, "Jazz": 1}, {"News": 2, "Sports": 1})
 
 
+def test_extractive_skips_the_missing_side_placeholders() -> None:
+    """"No negative sample." / "No positive sample." stand for a missing item: they are not listed as items."""
+    from schemas.evidence import NO_NEGATIVE, NO_POSITIVE
+
+    profile = fold(None, evidence(("Dune", NO_NEGATIVE), (NO_POSITIVE, "Cats")), max_items=5)
+    assert profile.splitlines()[1:] == ["Chose:", "- Dune (x1)", "Rejected:", "- Cats (x1)"]
+
+
 def test_extractive_ignores_a_foreign_summary_and_is_deterministic() -> None:
     """A summary another backend wrote is not merged, and the same input always gives the same profile."""
     ev = evidence(("B", "x"), ("A", "y"), ("B", "y"))
