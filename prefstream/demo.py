@@ -223,7 +223,12 @@ def _read_api(port: int) -> None:
 
 
 def _delete_topics(settings: Settings) -> None:
+    """Remove what the demo created on a shared broker: its topics, the app's internal topics, its group."""
     from prefstream.topics import admin_client, required_topics
 
+    app = settings.worker.app_id
     with admin_client(settings.kafka) as admin:
-        admin.delete_topics([s.name for s in required_topics(settings)], raise_errors=False)  # type: ignore[attr-defined]
+        internal = [t for t in admin.list_topics() if t.startswith(f"{app}-")]  # type: ignore[attr-defined]
+        admin.delete_topics([s.name for s in required_topics(settings)] + internal, raise_errors=False)  # type: ignore[attr-defined]
+        with contextlib.suppress(Exception):
+            admin.delete_groups([app])  # type: ignore[attr-defined]
