@@ -225,6 +225,12 @@ class StreamApp:
 
         @app.page("/livez")
         async def livez(web: Any, request: Any) -> Any:
+            # Alive unless the backend died (the scheduler also stops the worker then; this covers the gap).
+            if self.backend_ready:
+                try:
+                    self.backend.check_health()
+                except Exception as exc:
+                    return web.json({"status": "dead", "reason": type(exc).__name__}, status=503)
             return web.json({"status": "ok"})
 
         @app.page("/readyz")
