@@ -45,6 +45,9 @@ CI_WORKER_ENV = {
     "PREFSTREAM_RETRY_BACKOFF_S": "0.2",
     "PREFSTREAM_RETRY_BACKOFF_MAX_S": "1",
     "PREFSTREAM_RESULTS_GATE_TIMEOUT_S": "10",
+    # The apply watchdog's production default (120 s) would outlast the tests' settle windows on a loaded
+    # 2-core CI machine; 20 s keeps that recovery path inside them.
+    "PREFSTREAM_APPLY_TIMEOUT_S": "20",
     "PREFSTREAM_LOG_FORMAT": "json",
 }
 

@@ -12,7 +12,7 @@ from schemas.profiles import decode_profile
 from tests.streams.harness import CI_WORKER_ENV, ProfileLog, Producer, Worker, wait_for
 from tests.streams.scenario import Scenario, versions_never_go_back
 
-SETTLE_TIMEOUT_S = 120.0
+SETTLE_TIMEOUT_S = 200.0  # generous: the suite shares 2 cores with a broker, workers and vLLM leftovers
 USERS = [f"w{i:02d}" for i in range(24)]
 
 
@@ -48,7 +48,7 @@ def settle(sc: Scenario, profiles: ProfileLog, workers: dict[str, Worker]) -> No
     assert not versions_never_go_back(profiles.by_user)
 
 
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(540)
 def test_join_and_leave_during_in_flight_updates(env: dict[str, str], workers: dict[str, Worker], tmp_path: Path) -> None:
     """Two workers, a third joins and one leaves while updates are in flight: every profile still lists exactly
     its events once, in order, versions never go back, and a read through any worker returns the owner's profile."""
