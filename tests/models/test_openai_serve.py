@@ -17,9 +17,13 @@ from models.interface import UpdateFailure, UpdateSuccess
 from models.prompt import PROMPT_VERSION
 from models.timebox import TimeBox
 
-from model_helpers import ANSWER_REGEX, PARSE_FAILURES, engine_settings, request
+from model_helpers import ANSWER_REGEX, PARSE_FAILURES, LoopLag, engine_settings, request
 
 pytestmark = [pytest.mark.engine, pytest.mark.asyncio(loop_scope="session")]
+
+GENERATED = "vllm:generation_tokens_total"
+LONG = 3000  # tokens: a generation that takes seconds on the tiny model
+ATTEMPTS = 3
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -49,10 +53,10 @@ async def counter(base_url: str, name: str) -> float:
 async def settled_generation(base_url: str, timeout: float = 30.0) -> float:
     """The server's generated-token total once it has stopped growing (nothing is generating any more)."""
     deadline = time.monotonic() + timeout
-    last = await counter(base_url, "vllm:generation_tokens_total")
+    last = await counter(base_url, GENERATED)
     while True:
         await asyncio.sleep(0.5)  # nothing to await: we watch a remote counter stop moving
-        now = await counter(base_url, "vllm:generation_tokens_total")
+        now = await counter(base_url, GENERATED)
         if now == last:
             return now
         assert time.monotonic() < deadline, "the server keeps generating"
@@ -82,46 +86,65 @@ async def test_structured_answer_succeeds_through_the_server(openai_backend: Ope
 
 
 async def test_time_box_expiry_aborts_on_the_server(openai_backend: OpenAIBackend, vllm_server: str) -> None:
-    """A call past its time box fails with `timeout`, and the server stops generating for it."""
-    before = await settled_generation(vllm_server)
-    saved = openai_backend.timebox
-    openai_backend.timebox = TimeBox(start_overhead_s=0, initial_token_latency_s=1e-9, safety_factor=1, floor_s=0.2)
-    openai_backend.body_overrides = {"ignore_eos": True, "max_tokens": 3000}
-    try:
-        out = await openai_backend.update(request(2))
-    finally:
-        openai_backend.timebox, openai_backend.body_overrides = saved, {}
-    assert isinstance(out, UpdateFailure) and out.reason == FailureReason.TIMEOUT
-    # Aborted: the server stopped well before the 3000 tokens it would otherwise have generated.
-    assert await settled_generation(vllm_server) - before < 3000
+    """A call past its time box fails with `timeout`, and the server stops generating for it.
+
+    The server-side half is observable only when this process was awake while the server generated (see
+    `LoopLag`) and the server had not yet finished when the stream was closed; an attempt that is not is
+    repeated, up to ATTEMPTS times."""
+    for _ in range(ATTEMPTS):
+        before = await settled_generation(vllm_server)
+        saved = openai_backend.timebox
+        openai_backend.timebox = TimeBox(start_overhead_s=0, initial_token_latency_s=1e-9, safety_factor=1, floor_s=0.2)
+        openai_backend.body_overrides = {"ignore_eos": True, "max_tokens": LONG}
+        try:
+            async with LoopLag() as lag:
+                out = await openai_backend.update(request(2))
+        finally:
+            openai_backend.timebox, openai_backend.body_overrides = saved, {}
+        assert isinstance(out, UpdateFailure) and out.reason == FailureReason.TIMEOUT
+        at_close = await counter(vllm_server, GENERATED) - before
+        generated = await settled_generation(vllm_server) - before
+        if not lag.stalled and at_close < LONG:
+            # Aborted: the server stopped well before the tokens it would otherwise have generated.
+            assert generated < LONG, f"the server went on to generate all {LONG} tokens after the stream closed"
+            return
+    pytest.skip(f"this process stalled in all {ATTEMPTS} attempts: the server-side abort was not observable")
 
 
 async def test_cancel_closes_the_request_on_the_server(openai_backend: OpenAIBackend, vllm_server: str) -> None:
     """Cancelling the caller propagates at once and drops the HTTP connection of the running request, which is
-    the client's whole share of an abort (a closed stream is how the server learns to stop generating).
+    the client's whole share of an abort (a closed stream is how the server learns to stop generating; the
+    server-side effect of a closed stream is checked by the time-box test above, same abort path).
 
-    Whether the server then aborts promptly is vLLM's part: its streaming endpoint notices the disconnect
-    through async-generator finalisation, which under load here sometimes ran the request to its end, so the
-    server-side effect is checked by the time-box test above (same abort path) rather than asserted here."""
-    before = await settled_generation(vllm_server)
-    openai_backend.body_overrides = {"ignore_eos": True, "max_tokens": 3000}
-    try:
-        task = asyncio.create_task(openai_backend.update(request(3)))
-        deadline = time.monotonic() + 30
-        while await counter(vllm_server, "vllm:generation_tokens_total") == before:  # until it generates
-            assert time.monotonic() < deadline, "the request never started"
-        assert not task.done(), task.result()
-        in_use = [c for c in _pool_connections(openai_backend) if not c.is_idle() and not c.is_closed()]
-        assert in_use, "no connection carries the running request"
-        task.cancel()
-        cancelled_at = time.monotonic()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        assert time.monotonic() - cancelled_at < 2.0, "cancellation did not propagate promptly"
-        assert all(c.is_closed() for c in in_use), "the cancelled request's connection was kept open"
-    finally:
-        openai_backend.body_overrides = {}
-    await settled_generation(vllm_server, timeout=120)  # leave an idle server to the next test
+    "At once" is checked only when this process was not stalled meanwhile (see `LoopLag`); an attempt that
+    was is repeated, up to ATTEMPTS times."""
+    for _ in range(ATTEMPTS):
+        before = await settled_generation(vllm_server)
+        openai_backend.body_overrides = {"ignore_eos": True, "max_tokens": LONG}
+        took: float | None = None
+        try:
+            async with LoopLag() as lag:
+                task = asyncio.create_task(openai_backend.update(request(3)))
+                deadline = time.monotonic() + 30
+                while await counter(vllm_server, GENERATED) == before and not task.done():  # until it generates
+                    assert time.monotonic() < deadline, "the request never started"
+                if not task.done():
+                    in_use = [c for c in _pool_connections(openai_backend) if not c.is_idle() and not c.is_closed()]
+                    assert in_use, "no connection carries the running request"
+                    task.cancel()
+                    cancelled_at = time.monotonic()
+                    with pytest.raises(asyncio.CancelledError):
+                        await task
+                    took = time.monotonic() - cancelled_at
+                    assert all(c.is_closed() for c in in_use), "the cancelled request's connection was kept open"
+        finally:
+            openai_backend.body_overrides = {}
+        await settled_generation(vllm_server, timeout=120)  # leave an idle server to the next test
+        if not lag.stalled:
+            assert took is not None, f"the request ended before it could be cancelled: {task.result()}"
+            assert took < 2.0, "cancellation did not propagate promptly"
+            return
+    pytest.skip(f"this process stalled in all {ATTEMPTS} attempts: promptness was not observable")
 
 
 def _pool_connections(backend: OpenAIBackend) -> list:  # type: ignore[type-arg]
