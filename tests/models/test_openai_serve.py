@@ -6,6 +6,7 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -42,25 +43,36 @@ async def openai_backend(vllm_server: str, tiny_model_dir) -> AsyncIterator[Open
     await backend.aclose()
 
 
-async def counter(base_url: str, name: str) -> float:
-    """A counter from the server's /metrics (summed over labels)."""
-    async with httpx.AsyncClient() as client:
-        text = (await client.get(base_url.removesuffix("/v1") + "/metrics")).text
-    values = re.findall(rf"^{re.escape(name)}\{{[^}}]*\}} ([0-9.e+]+)$", text, re.MULTILINE)
-    return sum(float(v) for v in values)
+@dataclass
+class ServerMetrics:
+    """Counters from the server's /metrics, read through one client (a new client per read would build an
+    SSL context each time, blocking this loop for long enough to look like a stall under load)."""
+
+    client: httpx.AsyncClient
+
+    async def counter(self, name: str) -> float:
+        """A counter summed over its labels."""
+        text = (await self.client.get("/metrics")).text
+        values = re.findall(rf"^{re.escape(name)}\{{[^}}]*\}} ([0-9.e+]+)$", text, re.MULTILINE)
+        return sum(float(v) for v in values)
+
+    async def settled_generation(self, timeout: float = 30.0) -> float:
+        """The generated-token total once it has stopped growing (nothing is generating any more)."""
+        deadline = time.monotonic() + timeout
+        last = await self.counter(GENERATED)
+        while True:
+            await asyncio.sleep(0.5)  # nothing to await: we watch a remote counter stop moving
+            now = await self.counter(GENERATED)
+            if now == last:
+                return now
+            assert time.monotonic() < deadline, "the server keeps generating"
+            last = now
 
 
-async def settled_generation(base_url: str, timeout: float = 30.0) -> float:
-    """The server's generated-token total once it has stopped growing (nothing is generating any more)."""
-    deadline = time.monotonic() + timeout
-    last = await counter(base_url, GENERATED)
-    while True:
-        await asyncio.sleep(0.5)  # nothing to await: we watch a remote counter stop moving
-        now = await counter(base_url, GENERATED)
-        if now == last:
-            return now
-        assert time.monotonic() < deadline, "the server keeps generating"
-        last = now
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def server(vllm_server: str) -> AsyncIterator[ServerMetrics]:
+    async with httpx.AsyncClient(base_url=vllm_server.removesuffix("/v1")) as client:
+        yield ServerMetrics(client)
 
 
 async def test_many_concurrent_requests_through_the_server(openai_backend: OpenAIBackend) -> None:
@@ -85,14 +97,14 @@ async def test_structured_answer_succeeds_through_the_server(openai_backend: Ope
     assert out.usage.prompt_tokens == openai_backend.count_prompt_tokens("Earlier summary.", request(1).evidence)
 
 
-async def test_time_box_expiry_aborts_on_the_server(openai_backend: OpenAIBackend, vllm_server: str) -> None:
+async def test_time_box_expiry_aborts_on_the_server(openai_backend: OpenAIBackend, server: ServerMetrics) -> None:
     """A call past its time box fails with `timeout`, and the server stops generating for it.
 
     The server-side half is observable only when this process was awake while the server generated (see
     `LoopLag`) and the server had not yet finished when the stream was closed; an attempt that is not is
     repeated, up to ATTEMPTS times."""
     for _ in range(ATTEMPTS):
-        before = await settled_generation(vllm_server)
+        before = await server.settled_generation()
         saved = openai_backend.timebox
         openai_backend.timebox = TimeBox(start_overhead_s=0, initial_token_latency_s=1e-9, safety_factor=1, floor_s=0.2)
         openai_backend.body_overrides = {"ignore_eos": True, "max_tokens": LONG}
@@ -102,8 +114,8 @@ async def test_time_box_expiry_aborts_on_the_server(openai_backend: OpenAIBacken
         finally:
             openai_backend.timebox, openai_backend.body_overrides = saved, {}
         assert isinstance(out, UpdateFailure) and out.reason == FailureReason.TIMEOUT
-        at_close = await counter(vllm_server, GENERATED) - before
-        generated = await settled_generation(vllm_server) - before
+        at_close = await server.counter(GENERATED) - before
+        generated = await server.settled_generation() - before
         if not lag.stalled and at_close < LONG:
             # Aborted: the server stopped well before the tokens it would otherwise have generated.
             assert generated < LONG, f"the server went on to generate all {LONG} tokens after the stream closed"
@@ -111,37 +123,38 @@ async def test_time_box_expiry_aborts_on_the_server(openai_backend: OpenAIBacken
     pytest.skip(f"this process stalled in all {ATTEMPTS} attempts: the server-side abort was not observable")
 
 
-async def test_cancel_closes_the_request_on_the_server(openai_backend: OpenAIBackend, vllm_server: str) -> None:
+async def test_cancel_closes_the_request_on_the_server(openai_backend: OpenAIBackend, server: ServerMetrics) -> None:
     """Cancelling the caller propagates at once and drops the HTTP connection of the running request, which is
     the client's whole share of an abort (a closed stream is how the server learns to stop generating; the
     server-side effect of a closed stream is checked by the time-box test above, same abort path).
 
-    "At once" is checked only when this process was not stalled meanwhile (see `LoopLag`); an attempt that
-    was is repeated, up to ATTEMPTS times."""
+    "At once" is checked only when this process was not stalled meanwhile (see `LoopLag`). An attempt that
+    was, or whose request ran to its end before this process saw it start, is repeated, up to ATTEMPTS times."""
     for _ in range(ATTEMPTS):
-        before = await settled_generation(vllm_server)
+        before = await server.settled_generation()
         openai_backend.body_overrides = {"ignore_eos": True, "max_tokens": LONG}
         took: float | None = None
         try:
+            task = asyncio.create_task(openai_backend.update(request(3)))
+            deadline = time.monotonic() + 30
+            while await server.counter(GENERATED) == before and not task.done():  # until it generates
+                assert time.monotonic() < deadline, "the request never started"
+            if task.done():  # it ran to its end before this process saw it start: nothing to cancel
+                assert isinstance(task.result(), UpdateFailure)
+                continue
+            in_use = [c for c in _pool_connections(openai_backend) if not c.is_idle() and not c.is_closed()]
+            assert in_use, "no connection carries the running request"
             async with LoopLag() as lag:
-                task = asyncio.create_task(openai_backend.update(request(3)))
-                deadline = time.monotonic() + 30
-                while await counter(vllm_server, GENERATED) == before and not task.done():  # until it generates
-                    assert time.monotonic() < deadline, "the request never started"
-                if not task.done():
-                    in_use = [c for c in _pool_connections(openai_backend) if not c.is_idle() and not c.is_closed()]
-                    assert in_use, "no connection carries the running request"
-                    task.cancel()
-                    cancelled_at = time.monotonic()
-                    with pytest.raises(asyncio.CancelledError):
-                        await task
-                    took = time.monotonic() - cancelled_at
-                    assert all(c.is_closed() for c in in_use), "the cancelled request's connection was kept open"
+                task.cancel()
+                cancelled_at = time.monotonic()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+                took = time.monotonic() - cancelled_at
+            assert all(c.is_closed() for c in in_use), "the cancelled request's connection was kept open"
         finally:
             openai_backend.body_overrides = {}
-        await settled_generation(vllm_server, timeout=120)  # leave an idle server to the next test
+            await server.settled_generation(timeout=120)  # leave an idle server to the next attempt or test
         if not lag.stalled:
-            assert took is not None, f"the request ended before it could be cancelled: {task.result()}"
             assert took < 2.0, "cancellation did not propagate promptly"
             return
     pytest.skip(f"this process stalled in all {ATTEMPTS} attempts: promptness was not observable")
