@@ -269,3 +269,49 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, state: Ca
     if predicate():
         return
     raise AssertionError(f"timed out after {timeout} s waiting for {what}; state:\n{state()}")
+
+
+def trace_user(env: dict[str, str], user: str, partitions: int) -> str:
+    """Where each of a user's events went, for a failed exactly-once check: the events on the user's partition
+    (offset, event id, whether the stored dedupe memory has it), the group's committed offset there, and the
+    user's history in the meta and pending changelogs (offset: epoch, version, pending event ids)."""
+    from streams import state as st
+
+    bootstrap, app_id = env["KAFKA_BOOTSTRAP_SERVERS"], env["PREFSTREAM_APP_ID"]
+    part = partition_for(user, partitions)
+    key = user.encode()
+
+    def records(topic: str) -> list[Any]:
+        reader = TopicReader(bootstrap, topic)
+        try:
+            out: list[Any] = []
+            while True:
+                got = len(out)
+                out = [r for r in reader.poll() if r.partition == part]
+                if len(out) == got:
+                    return out
+        finally:
+            reader.close()
+            OPEN_CLIENTS.remove(reader)
+
+    events = []
+    for r in records(env["PREFSTREAM_EVENTS_TOPIC"]):
+        try:
+            ev = json.loads(r.value)
+        except ValueError:
+            continue
+        if isinstance(ev, dict) and ev.get("user_id") == user:
+            events.append((r.offset, str(ev.get("event_id"))))
+    metas = [(r.offset, st.decode_meta(r.value)) for r in records(f"{app_id}-meta-changelog") if r.key == key]
+    pendings = [(r.offset, st.decode_pending(r.value)) for r in records(f"{app_id}-pending-changelog") if r.key == key]
+    group = KafkaConsumer(bootstrap_servers=bootstrap, group_id=app_id, enable_auto_commit=False)
+    try:
+        committed = group.committed(TopicPartition(env["PREFSTREAM_EVENTS_TOPIC"], part))
+    finally:
+        group.close()
+    last_meta = metas[-1][1] if metas else st.decode_meta(None)
+    lines = [f"{user}: partition {part}, committed events offset {committed}"]
+    lines += [f"  event @{o} {eid} seen={st.has_seen(last_meta, st.seen_key(user, eid))}" for o, eid in events]
+    lines += [f"  meta @{o} epoch={m.epoch} version={m.version} seen_ids={len(m.seen) // st.SEEN_SIZE}" for o, m in metas]
+    lines += [f"  pending @{o} {[e.event_id for e in p.events] if p else None}" for o, p in pendings]
+    return "\n".join(lines)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from schemas.profiles import decode_profile
-from tests.streams.harness import CI_WORKER_ENV, ProfileLog, Producer, Worker, wait_for
+from tests.streams.harness import CI_WORKER_ENV, ProfileLog, Producer, Worker, trace_user, wait_for
 from tests.streams.scenario import Scenario, versions_never_go_back
 
 SETTLE_TIMEOUT_S = 200.0  # generous: the suite shares 2 cores with a broker, workers and vLLM leftovers
@@ -40,9 +40,11 @@ def wave(sc: Scenario, users: list[str], n: int = 2) -> None:
     sc.producer.flush()
 
 
-def settle(sc: Scenario, profiles: ProfileLog, workers: dict[str, Worker]) -> None:
+def settle(sc: Scenario, profiles: ProfileLog, workers: dict[str, Worker], env: dict[str, str]) -> None:
     def state() -> object:
-        return sc.mismatches(profiles.by_user), {n: w.tail(8) for n, w in workers.items()}
+        wrong = sc.mismatches(profiles.by_user)
+        traces = [trace_user(env, user, int(env["PREFSTREAM_PARTITIONS"])) for user in list(wrong)[:3]]
+        return wrong, "\n".join(traces), {n: w.tail(8) for n, w in workers.items()}
 
     wait_for(lambda: not sc.mismatches(profiles.poll()), SETTLE_TIMEOUT_S, "profiles settled", state)
     assert not versions_never_go_back(profiles.by_user)
@@ -74,7 +76,7 @@ def test_join_and_leave_during_in_flight_updates(env: dict[str, str], workers: d
     sc.send(USERS[3], n=2)
     producer.flush()
     live = {n: w for n, w in workers.items() if w.alive()}
-    settle(sc, profiles, live)
+    settle(sc, profiles, live, env)
 
     # Reads through either remaining worker return the owner's current profile.
     for user in USERS:
@@ -100,4 +102,4 @@ def test_sigkill_and_restart(env: dict[str, str], workers: dict[str, Worker], tm
     workers["a"] = Worker(env, "a", tmp_path).start()  # same name: same data dir, RocksDB state reused
     workers["a"].wait_ready()
     wave(sc, USERS[::3])
-    settle(sc, profiles, workers)
+    settle(sc, profiles, workers, env)
