@@ -226,11 +226,9 @@ class StreamApp:
         @app.page("/livez")
         async def livez(web: Any, request: Any) -> Any:
             # Alive unless the backend died (the scheduler also stops the worker then; this covers the gap).
-            if self.backend_ready:
-                try:
-                    self.backend.check_health()
-                except Exception as exc:
-                    return web.json({"status": "dead", "reason": type(exc).__name__}, status=503)
+            fault = self.backend_fault() if self.backend_ready else None
+            if fault is not None:
+                return web.json({"status": "dead", "reason": fault}, status=503)
             return web.json({"status": "ok"})
 
         @app.page("/readyz")
@@ -327,13 +325,20 @@ class StreamApp:
             last_event_id=p.last_event_id, prompt_tokens=p.prompt_tokens, completion_tokens=p.completion_tokens,
         )  # fmt: skip
 
-    def readiness(self) -> tuple[bool, str]:
-        if not self.backend_ready:
-            return False, "model backend starting"
+    def backend_fault(self) -> str | None:
+        """Why the started backend is unhealthy (its error's type), or None when it is healthy."""
         try:
             self.backend.check_health()
         except Exception as exc:
-            return False, f"model backend unhealthy: {type(exc).__name__}"
+            return type(exc).__name__
+        return None
+
+    def readiness(self) -> tuple[bool, str]:
+        if not self.backend_ready:
+            return False, "model backend starting"
+        fault = self.backend_fault()
+        if fault is not None:
+            return False, f"model backend unhealthy: {fault}"
         return True, "ok"
 
     def consumer_lag(self) -> dict[tuple[str, int], int]:

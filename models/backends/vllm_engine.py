@@ -188,7 +188,7 @@ class VllmBackend:
         if final is None or not final.outputs:
             return failure(request, FailureReason.ENGINE_ERROR, "the engine returned no output")
         completion = final.outputs[0]
-        text = completion.text or self.tokenizer.decode(list(completion.token_ids), skip_special_tokens=True)
+        text = self.tokenizer.decode(list(completion.token_ids), skip_special_tokens=True)  # detokenize=False
         result = outcome(
             request,
             text=text,
