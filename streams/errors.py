@@ -3,7 +3,9 @@
     PrefstreamError
     └── StreamsError                 anything streams/ raises on purpose
         ├── PartitionCountChanged    a topic's partition count differs from PREFSTREAM_PARTITIONS
-        └── InternalRecordError      an internal record (repartition, result, command) cannot be read
+        ├── InternalRecordError      an internal record (repartition, result, command) cannot be read
+        ├── IncompatibleLibraryError faust changed under a fix prefstream applies to it
+        └── UnmigratedStateError     state written by an older release needs `prefstream state migrate`
 
 Per-event problems never raise out of the agent: invalid events go to the dead-letter topic, failed
 model updates become failure records. Only these fatal conditions stop the worker.
@@ -32,3 +34,11 @@ class PartitionCountChanged(StreamsError):
 
 class InternalRecordError(StreamsError):
     """A record on one of prefstream's internal topics cannot be decoded (a bug or a foreign writer)."""
+
+
+class IncompatibleLibraryError(StreamsError):
+    """The installed faust-streaming no longer has what `streams.faust_fixes` patches: re-check the fix."""
+
+
+class UnmigratedStateError(StreamsError):
+    """The worker found state of an older layout that has not been migrated."""
