@@ -13,6 +13,9 @@ producing key and value back to the source topic. All header values are UTF-8 te
     prefstream.error.offset      source offset, decimal
     prefstream.error.timestamp   when it was rejected, RFC 3339 UTC with milliseconds
     prefstream.error.schema_version   version of this header set (1)
+    prefstream.error.id          stable id of the rejected message: `<topic>/<partition>/<offset>` of its
+                                 source position; a replay after a crash that still writes the dead letter
+                                 again carries the same id (dedupe on it; docs/reliability.md)
 
 Model failures do not come here: see `schemas.failures.FailureRecord` on `PREFSTREAM_FAILURES_TOPIC`.
 """
@@ -30,6 +33,7 @@ __all__ = [
     "DLQ_SCHEMA_VERSION",
     "FailureRecord",
     "dead_letter_headers",
+    "dead_letter_id",
     "decode_failure",
     "encode_failure",
     "parse_dead_letter_headers",
@@ -37,7 +41,7 @@ __all__ = [
 
 DLQ_HEADER_PREFIX: Final = "prefstream.error."
 DLQ_SCHEMA_VERSION: Final = 1
-HEADER_NAMES: Final = ("code", "path", "message", "topic", "partition", "offset", "timestamp", "schema_version")
+HEADER_NAMES: Final = ("code", "path", "message", "topic", "partition", "offset", "timestamp", "schema_version", "id")
 
 
 def dead_letter_headers(
@@ -66,8 +70,14 @@ def dead_letter_headers(
         "offset": str(int(offset)),
         "timestamp": ms_to_rfc3339(int(seconds * 1000)),
         "schema_version": str(DLQ_SCHEMA_VERSION),
+        "id": dead_letter_id(topic, partition, offset),
     }
     return [(DLQ_HEADER_PREFIX + name, values[name].encode("utf-8")) for name in HEADER_NAMES]
+
+
+def dead_letter_id(topic: str, partition: int, offset: int) -> str:
+    """The stable id of the dead letter of the message at (topic, partition, offset)."""
+    return f"{topic}/{int(partition)}/{int(offset)}"
 
 
 def parse_dead_letter_headers(headers: list[tuple[str, bytes]] | None) -> dict[str, str]:

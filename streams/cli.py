@@ -7,7 +7,8 @@ Start-up order (each step fails loudly, before the worker joins its consumer gro
    profiles topic is not compacted (`prefstream.topics.check_topics`);
 3. build and start the model backend (ready means the backend is up);
 4. run the faust worker until SIGTERM/SIGINT; then in-flight updates are aborted (their events are
-   still pending in the tables and will be asked for again by whoever owns them next).
+   still pending in the tables and will be asked for again by whoever owns them next). A fatal
+   condition (dead backend, a bug, an unreadable offset gap) stops the worker with exit code 1.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import sys
 
 from prefstream.settings import Settings
 
@@ -28,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     from models.backends import create_backend
     from prefstream import logs
     from prefstream.topics import check_topics
-    from streams.app import StreamApp, internal_topic_specs
+    from streams.app import StreamApp
+    from streams.topology import internal_topic_specs
 
     settings: Settings = args.settings
     worker_settings = settings.worker
@@ -50,5 +53,19 @@ def run(args: argparse.Namespace) -> int:
     # The backend starts before the worker joins its group; readiness reports it.
     loop.run_until_complete(stream_app.start_backend())
     worker = stream_app.worker(loglevel=settings.worker.log_level, log_format=settings.worker.log_format)
-    worker.execute_from_commandline()  # raises SystemExit with the worker's exit code
+    try:
+        worker.execute_from_commandline()  # raises SystemExit when the worker has stopped
+    except SystemExit as stop:
+        if stream_app.fatal is None:
+            raise
+        del stop
+    fatal = stream_app.fatal
+    if fatal is not None:
+        from prefstream.errors import PrefstreamError
+
+        # Only our own errors' messages are printed: a third-party message might quote user input.
+        why = f"{type(fatal).__name__}: {fatal}" if isinstance(fatal, PrefstreamError) else type(fatal).__name__
+        print(f"prefstream worker: stopped: {why} (the log above has details; a restart resumes from the "
+              "committed offsets)", file=sys.stderr)  # fmt: skip
+        return 1
     return 0

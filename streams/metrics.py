@@ -103,8 +103,34 @@ class StreamMetrics:
         )
         self.parks = Counter("prefstream_parks", "Users parked after exhausting their attempts.", registry=r)
         self.profile_publishes = Counter(
-            "prefstream_profile_publishes", "Records sent to the profiles topic, by kind (profile, tombstone).",
+            "prefstream_profile_publishes", "Records sent to the profiles topic, by kind (profile, tombstone, republish: a replay's profile sent again).",
             ["kind"], registry=r,
+        )
+        self.offset_gaps = Counter(
+            "prefstream_offset_gaps",
+            "Jumps in a source partition's offsets the agent found and resolved before going on, by source "
+            "(events, repartition, results). Any count here means a consumer defect was caught.",
+            ["source"], registry=r,
+        )
+        self.gap_records_recovered = Counter(
+            "prefstream_gap_records_recovered",
+            "Records read back from the broker for skipped offsets and processed, by source.",
+            ["source"], registry=r,
+        )
+        self.gap_offsets_empty = Counter(
+            "prefstream_gap_offsets_empty",
+            "Skipped offsets confirmed to hold no record (transaction markers, compaction), by source.",
+            ["source"], registry=r,
+        )
+        self.records_replayed = Counter(
+            "prefstream_records_replayed",
+            "Source records the state already included, processed again after a restart or rebalance, by source.",
+            ["source"], registry=r,
+        )
+        self.dead_letters_suppressed = Counter(
+            "prefstream_dead_letters_suppressed",
+            "Replayed rejected events not dead-lettered again: the broker had confirmed their dead letter.",
+            registry=r,
         )
         self.requests_aborted = Counter(
             "prefstream_requests_aborted", "In-flight updates cancelled, by cause (revoked, forget, shutdown).",

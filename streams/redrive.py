@@ -23,7 +23,7 @@ def send_redrive(settings: Settings, user_ids: list[str]) -> int:
     """Produce the redrive records; returns how many were sent."""
     from kafka import KafkaProducer
 
-    from streams.app import internal_topics
+    from streams.topology import internal_topics
     from streams.partitioning import partition_for
     from streams.records import Redrive, encode
 

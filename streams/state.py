@@ -1,15 +1,15 @@
-"""Per-user state in the worker's tables, and the pure transitions between states.
+"""Per-user state and the pure transitions between states.
 
-Three tables, all keyed by the UTF-8 `user_id`, kept apart by size and by what they may hold:
+Three kinds of value, kept apart by what they may hold and how often they change:
 
-- `meta`     content-free bookkeeping that survives a forget: epoch, last published version, the hashed
-             ids of recently accepted events (dedupe), failure counters. Written on every event.
-- `pending`  the evidence of events not yet folded into the profile (user text). Deleted when empty.
-- `profile`  the current summary (user text) and its counters. Written only when an update is applied.
+- `Meta`          content-free bookkeeping that survives a forget: epoch, last published version, the
+                  hashed ids of recently accepted events (dedupe), failure counters.
+- `Pending`       the evidence of events not yet folded into the profile (user text).
+- `ProfileState`  the current summary (user text) and its counters.
 
-Every function here is pure: it takes the current state and returns the next one. The agent in
-`streams.app` reads the tables, calls these, and writes the results back inside the stream iteration
-of one event, so each transition is one set of table writes on one source offset.
+`streams.store` keeps them in the worker's one state table. Every function here is pure: it takes the
+current state and returns the next one. The agent (`streams.ingest`, `streams.apply`) reads the
+state, calls these, and writes the results back inside the processing of one source message.
 """
 
 from __future__ import annotations
@@ -79,28 +79,6 @@ class ProfileState(msgspec.Struct, frozen=True, kw_only=True):
     update_triples: int
     prompt_tokens: int
     completion_tokens: int
-
-
-_ENC: Final = msgspec.msgpack.Encoder()
-_PENDING: Final = msgspec.msgpack.Decoder(Pending)
-_META: Final = msgspec.msgpack.Decoder(Meta)
-_PROFILE: Final = msgspec.msgpack.Decoder(ProfileState)
-
-
-def encode(value: Pending | Meta | ProfileState) -> bytes:
-    return _ENC.encode(value)
-
-
-def decode_pending(raw: bytes | None) -> Pending | None:
-    return None if raw is None else _PENDING.decode(raw)
-
-
-def decode_meta(raw: bytes | None) -> Meta:
-    return Meta() if raw is None else _META.decode(raw)
-
-
-def decode_profile_state(raw: bytes | None) -> ProfileState | None:
-    return None if raw is None else _PROFILE.decode(raw)
 
 
 # --- dedupe ---------------------------------------------------------------------------------------
@@ -226,7 +204,12 @@ def apply_success(
     assert pending is not None  # check_base guarantees the batch is there
     applied = pending.events[: len(event_ids)]
     rest = pending.events[len(event_ids) :]
-    before = profile.events_applied if profile is not None and profile.epoch == epoch else 0
+    before = 0
+    if profile is not None and profile.epoch == epoch:
+        # The profile is written before the user record (`streams.apply`); after a crash between the two
+        # the profile may already hold this very update: count from the profile it replaced.
+        half_applied = profile.version == base_version + 1
+        before = profile.events_applied - profile.update_events if half_applied else profile.events_applied
     last = max(applied, key=lambda e: e.ts_ms) if applied else None
     new_profile = ProfileState(
         epoch=epoch,

@@ -92,6 +92,7 @@ def test_dead_letter_headers_follow_the_documented_set() -> None:
         "offset": "42",
         "timestamp": "2026-01-31T08:15:00.250Z",
         "schema_version": "1",
+        "id": "prefstream.events/3/42",
     }
     assert dead_letter_headers("x", "m", "t", 0, 0, now.timestamp()) [6] == headers[6]
     with pytest.raises(ValueError):

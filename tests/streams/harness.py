@@ -274,12 +274,15 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, state: Ca
 def trace_user(env: dict[str, str], user: str, partitions: int) -> str:
     """Where each of a user's events went, for a failed exactly-once check: the events on the user's partition
     (offset, event id, whether the stored dedupe memory has it), the group's committed offset there, and the
-    user's history in the meta and pending changelogs (offset: epoch, version, pending event ids)."""
+    user's history in the state changelog (offset: epoch, version, pending event ids)."""
+    import msgspec
+
     from streams import state as st
+    from streams.store import UserRecord, user_key
 
     bootstrap, app_id = env["KAFKA_BOOTSTRAP_SERVERS"], env["PREFSTREAM_APP_ID"]
     part = partition_for(user, partitions)
-    key = user.encode()
+    key = user_key(user)
 
     def records(topic: str) -> list[Any]:
         reader = TopicReader(bootstrap, topic)
@@ -302,14 +305,17 @@ def trace_user(env: dict[str, str], user: str, partitions: int) -> str:
             continue
         if isinstance(ev, dict) and ev.get("user_id") == user:
             events.append((r.offset, str(ev.get("event_id"))))
-    metas = [(r.offset, st.decode_meta(r.value)) for r in records(f"{app_id}-meta-changelog") if r.key == key]
-    pendings = [(r.offset, st.decode_pending(r.value)) for r in records(f"{app_id}-pending-changelog") if r.key == key]
+    decode = msgspec.msgpack.Decoder(UserRecord).decode
+    users = [(r.offset, decode(r.value) if r.value else UserRecord()) for r in records(f"{app_id}-state-changelog")
+             if r.key == key]  # fmt: skip
+    metas = [(o, u.meta) for o, u in users]
+    pendings = [(o, u.pending) for o, u in users]
     group = KafkaConsumer(bootstrap_servers=bootstrap, group_id=app_id, enable_auto_commit=False)
     try:
         committed = group.committed(TopicPartition(env["PREFSTREAM_EVENTS_TOPIC"], part))
     finally:
         group.close()
-    last_meta = metas[-1][1] if metas else st.decode_meta(None)
+    last_meta = metas[-1][1] if metas else st.Meta()
     lines = [f"{user}: partition {part}, committed events offset {committed}"]
     lines += [f"  event @{o} {eid} seen={st.has_seen(last_meta, st.seen_key(user, eid))}" for o, eid in events]
     lines += [f"  meta @{o} epoch={m.epoch} version={m.version} seen_ids={len(m.seen) // st.SEEN_SIZE}" for o, m in metas]

@@ -83,9 +83,13 @@ def test_forget_keeps_only_dedupe_and_bumps_epoch() -> None:
     assert st.accept(pending_of("x", epoch=1), after, pe("y")).events == (pe("y"),)
 
 
-def test_table_values_round_trip() -> None:
-    """Table values encode and decode without loss."""
-    p = pending_of("a", "b")
-    assert st.decode_pending(st.encode(p)) == p
-    m = st.remember(st.Meta(), st.seen_key("u", "a"), 10_000, 100, 10)
-    assert st.decode_meta(st.encode(m)) == m
+def test_a_half_applied_update_is_not_counted_twice() -> None:
+    """After a crash between the profile write and the user-record write of one update, the replayed result
+    applies again to the same base version; events_applied counts from the profile that update replaced."""
+    meta, pending = st.Meta(), pending_of("a", "b")
+    first = success(meta, pending, ("a", "b"))
+    assert isinstance(first, st.Applied) and first.profile.events_applied == 2
+    again = st.apply_success(meta, pending, first.profile, epoch=1, base_version=0, event_ids=("a", "b"),
+                             summary="s", summary_tokens=1, now_ms=2, model="m", prompt_version="p", backend="ledger",
+                             prompt_tokens=1, completion_tokens=1)  # fmt: skip
+    assert isinstance(again, st.Applied) and again.profile == msgspec.structs.replace(first.profile, updated_ms=2)

@@ -1,0 +1,189 @@
+"""Apply: a model update's result becomes the user's profile record on the profiles topic.
+
+For each message of `{app_id}-results`:
+
+- `FoldResult` success: compare-and-set on (epoch, version, batch) against the stored state; when it
+  holds, the batch leaves `pending`, the version moves up by one, the profile is stored and published
+  (keyed by user id, on the user's partition). Otherwise the result is stale and changes nothing.
+- `FoldResult` failure: count the attempt (backoff, degrade, park) and write a failure record.
+- `Redrive`: unpark the named users of this partition (or every parked one).
+
+Replays (offsets the state already includes): a success is then stale, but its profile may not have
+reached the broker before a crash, so the current profile is published again (consumers keep the
+highest (epoch, version), so a repeat changes nothing for them); a redrive is not run twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from models.interface import PreferenceModel, UpdateSuccess
+from prefstream.logs import user_ref
+from schemas.failures import FAILURE_SCHEMA_VERSION, FailureRecord, encode_failure
+from schemas.profiles import PROFILE_SCHEMA_VERSION, Profile, encode_profile
+from schemas.timefmt import ms_to_rfc3339
+from streams import state as st
+from streams.metrics import StreamMetrics
+from streams.partitioning import partition_for
+from streams.records import FoldResult, Redrive, decode_command
+from streams.scheduler import FoldScheduler, now_ms
+from streams.store import Store
+
+log = structlog.get_logger(__name__)
+
+__all__ = ["Apply", "to_profile_record"]
+
+
+def to_profile_record(user_id: str, p: st.ProfileState) -> Profile:
+    """The published form of a stored profile."""
+    return Profile(
+        schema_version=PROFILE_SCHEMA_VERSION, user_id=user_id, epoch=p.epoch, version=p.version,
+        summary=p.summary, events_applied=p.events_applied, updated_at=ms_to_rfc3339(p.updated_ms),
+        last_event_ts=ms_to_rfc3339(p.last_event_ts_ms), model=p.model, prompt_version=p.prompt_version,
+        backend=p.backend, update_events=p.update_events, update_triples=p.update_triples,
+        last_event_id=p.last_event_id, prompt_tokens=p.prompt_tokens, completion_tokens=p.completion_tokens,
+    )  # fmt: skip
+
+
+@dataclass
+class Apply:
+    store: Store
+    scheduler: FoldScheduler
+    backend: PreferenceModel
+    metrics: StreamMetrics
+    plan: st.RetryPlan
+    profiles: Any  # faust topics: the profiles topic and the failures topic
+    failures: Any
+    partitions: int
+    template_tokens: int = 0
+
+    async def on_command(self, raw: bytes | None, partition: int, offset: int, *, replay: bool) -> None:
+        command = decode_command(raw)
+        if isinstance(command, FoldResult):
+            await self._apply(command, partition, replay=replay)
+        elif isinstance(command, Redrive) and not replay:
+            self._redrive(command, partition)
+        self.scheduler.result_seen(partition, offset)
+
+    async def _apply(self, result: FoldResult, partition: int, *, replay: bool) -> None:
+        user_id = result.user_id
+        user = self.store.user(user_id)
+        meta, pending = user.meta, user.pending
+        outcome = result.outcome
+        now = now_ms()
+        if isinstance(outcome, UpdateSuccess):
+            summary_tokens = max(0, self.backend.count_prompt_tokens(outcome.summary, ()) - self.template_tokens)
+            done = st.apply_success(
+                meta, pending, self.store.profile(user_id), epoch=result.epoch, base_version=result.base_version,
+                event_ids=result.event_ids, summary=outcome.summary, summary_tokens=summary_tokens, now_ms=now,
+                model=outcome.model, prompt_version=outcome.prompt_version, backend=result.backend,
+                prompt_tokens=outcome.usage.prompt_tokens, completion_tokens=outcome.usage.completion_tokens,
+            )  # fmt: skip
+            if isinstance(done, st.Rejected):
+                self._stale(result, done.reason)
+                if replay:
+                    await self._republish(user_id, partition, result)
+            else:
+                await self._publish(user_id, partition, done, result, now)
+                meta, pending = done.meta, done.pending
+        else:
+            failed = st.apply_failure(
+                meta, pending, epoch=result.epoch, base_version=result.base_version, event_ids=result.event_ids,
+                reason=outcome.reason, over_budget=outcome.reason == "over_budget", now_ms=now, plan=self.plan,
+            )  # fmt: skip
+            if isinstance(failed, st.Rejected):
+                self._stale(result, failed.reason)
+            else:
+                self.store.put_user(user_id, failed, pending)
+                meta = failed
+                await self._record_failure(user_id, partition, failed, pending, result, outcome.reason, now)
+        self.scheduler.observe(user_id, st.view_of(partition, meta, pending))
+        self.scheduler.complete(user_id, result.request_id)
+
+    def _stale(self, result: FoldResult, reason: str) -> None:
+        self.metrics.updates.labels("stale").inc()
+        log.info("result_stale", user=user_ref(result.user_id), request_id=result.request_id, reason=reason,
+                 epoch=result.epoch, base_version=result.base_version)  # fmt: skip
+
+    async def _republish(self, user_id: str, partition: int, result: FoldResult) -> None:
+        """A replayed success the state already holds: publish the current profile again if it includes it."""
+        self.store.rewrite_user(user_id)
+        profile = self.store.profile(user_id)
+        if profile is not None and profile.epoch == result.epoch and profile.version > result.base_version:
+            record = encode_profile(to_profile_record(user_id, profile))
+            await self.profiles.send(key=user_id.encode("utf-8"), value=record, partition=partition)
+            self.metrics.profile_publishes.labels("republish").inc()
+
+    async def _publish(self, user_id: str, partition: int, done: st.Applied, result: FoldResult, now: int) -> None:
+        # Profile first, then the user record: a crash between the two writes cannot leave a version the
+        # profile does not have (the changelog keeps this order).
+        self.store.put_profile(user_id, done.profile)
+        self.store.put_user(user_id, done.meta, done.pending)
+        p = done.profile
+        await self.profiles.send(key=user_id.encode("utf-8"), value=encode_profile(to_profile_record(user_id, p)),
+                                 partition=partition)  # fmt: skip
+        m = self.metrics
+        m.updates.labels("applied").inc()
+        m.profile_publishes.labels("profile").inc()
+        m.events_per_update.observe(len(done.applied))
+        for e in done.applied:
+            m.event_to_profile.observe(max(0.0, (now - e.produced_ms) / 1000))
+        oldest = min(e.accepted_ms for e in done.applied)
+        log.info(
+            "update_applied",
+            user=user_ref(user_id), request_id=result.request_id, epoch=p.epoch, version=p.version,
+            events=len(done.applied), triples=p.update_triples, events_applied=p.events_applied,
+            summary_chars=len(p.summary), prompt_tokens=p.prompt_tokens, completion_tokens=p.completion_tokens,
+            attempt=result.attempt, degraded=result.degraded,
+            wait_s=round((result.requested_ms - oldest) / 1000, 3),
+            model_s=round((result.finished_ms - result.requested_ms) / 1000, 3),
+            apply_s=round((now - result.finished_ms) / 1000, 3),
+            still_pending=len(done.pending.events) if done.pending else 0,
+        )  # fmt: skip
+
+    async def _record_failure(self, user_id: str, partition: int, meta: st.Meta, pending: st.Pending | None,
+                              result: FoldResult, reason: str, now: int) -> None:  # fmt: skip
+        batch = (pending.events if pending else ())[: len(result.event_ids)]
+        ts = [e.ts_ms for e in batch]
+
+        def record(code: str) -> bytes:
+            return encode_failure(FailureRecord(
+                schema_version=FAILURE_SCHEMA_VERSION, user_id=user_id, epoch=result.epoch,
+                base_version=result.base_version, reason=code, attempts=meta.attempts, event_count=len(batch),
+                first_event_id=batch[0].event_id if batch else "", last_event_id=batch[-1].event_id if batch else "",
+                first_event_ts=ms_to_rfc3339(min(ts)) if ts else "", last_event_ts=ms_to_rfc3339(max(ts)) if ts else "",
+                failed_at=ms_to_rfc3339(now), model="", prompt_version="", backend=result.backend,
+            ))  # fmt: skip
+
+        key = user_id.encode("utf-8")
+        await self.failures.send(key=key, value=record(reason), partition=partition)
+        self.metrics.update_failures.labels(reason).inc()
+        self.metrics.updates.labels("failed").inc()
+        if meta.parked:
+            # A second record marks the park itself, so operators see parked users on the same topic.
+            await self.failures.send(key=key, value=record("parked"), partition=partition)
+            self.metrics.parks.inc()
+        log.warning(
+            "update_failed", user=user_ref(user_id), request_id=result.request_id, reason=reason,
+            attempts=meta.attempts, degraded=result.degraded, parked=meta.parked, events=len(batch),
+            retry_in_s=round(max(0, meta.next_retry_ms - now) / 1000, 3),
+        )  # fmt: skip
+
+    def _redrive(self, command: Redrive, partition: int) -> None:
+        if command.user_ids:
+            targets = [u for u in command.user_ids if partition_for(u, self.partitions) == partition]
+        else:
+            targets = [u for u, v in self.scheduler.views.items() if v.parked and v.partition == partition]
+        count = 0
+        for user_id in targets:
+            user = self.store.user(user_id)
+            if not user.meta.parked:
+                continue
+            meta = st.redrive(user.meta)
+            self.store.put_user(user_id, meta, user.pending)
+            self.scheduler.observe(user_id, st.view_of(partition, meta, user.pending))
+            count += 1
+        log.info("redrive", partition=partition, users=count)

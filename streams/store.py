@@ -1,0 +1,142 @@
+"""The worker's state: one changelogged RocksDB table, `{app_id}-state`.
+
+Keys are UTF-8 with a one-letter prefix, so the three kinds of value share one changelog:
+
+    u/<user_id>               `UserRecord`: content-free bookkeeping (`Meta`) and pending evidence
+    p/<user_id>               `ProfileRecord`: the current summary and its provenance
+    o/<role>/<partition>      `SourceProgress`: the last source offset processed, and the last one
+                              whose dead letter the broker confirmed (role: events, repartition, results)
+
+Why one table. faust writes each table to its own changelog topic and the producer keeps order only
+within one topic partition, so with one table per kind a crash could persist a user's dedupe memory
+but not the event it remembers, or a version bump but not the summary it belongs to. In one table,
+changelog partition p is an ordered record of every write made while processing partition p (faust
+writes a change to the partition of the message being processed; aiokafka sends one batch per
+partition at a time). Whatever a new owner restores is a state the old owner really had, and the
+progress record restored with it says exactly which source offsets that state includes.
+
+Every value carries `format` (`STATE_FORMAT`): a later release reads older values by it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, MutableMapping
+from typing import Final
+
+import msgspec
+
+from streams.state import Meta, Pending, ProfileState
+
+__all__ = ["STATE_FORMAT", "ProfileRecord", "SourceProgress", "Store", "UserRecord"]
+
+#: Version of the stored values' layout (1: this layout, introduced in 0.2.0).
+STATE_FORMAT: Final = 1
+
+_USER: Final = b"u/"
+_PROFILE: Final = b"p/"
+_PROGRESS: Final = b"o/"
+
+
+class UserRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A user's bookkeeping and pending evidence: the one value written per accepted event."""
+
+    format: int = STATE_FORMAT
+    meta: Meta = msgspec.field(default_factory=Meta)
+    pending: Pending | None = None
+
+
+class ProfileRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A user's current profile (written only when an update is applied)."""
+
+    format: int = STATE_FORMAT
+    profile: ProfileState
+
+
+class SourceProgress(msgspec.Struct, frozen=True, kw_only=True):
+    """How far the state includes one source partition (the same partition number as the state's)."""
+
+    format: int = STATE_FORMAT
+    offset: int  # the last offset processed: its effects, and those of every earlier offset, are in the state
+    dead_lettered: int = -1  # the last offset whose dead letter the broker acknowledged
+
+
+_ENC: Final = msgspec.msgpack.Encoder()
+_USER_DEC: Final = msgspec.msgpack.Decoder(UserRecord)
+_PROFILE_DEC: Final = msgspec.msgpack.Decoder(ProfileRecord)
+_PROGRESS_DEC: Final = msgspec.msgpack.Decoder(SourceProgress)
+
+
+def user_key(user_id: str) -> bytes:
+    return _USER + user_id.encode("utf-8")
+
+
+def profile_key(user_id: str) -> bytes:
+    return _PROFILE + user_id.encode("utf-8")
+
+
+def progress_key(role: str, partition: int) -> bytes:
+    return _PROGRESS + f"{role}/{partition}".encode()
+
+
+class Store:
+    """Typed access to the state table. Writes must happen inside the agent's processing of a message
+    of the partition they belong to (faust sends the change to that changelog partition)."""
+
+    def __init__(self, table: MutableMapping[bytes, bytes]) -> None:
+        self.table = table
+
+    # --- users -------------------------------------------------------------------------------------
+
+    def user(self, user_id: str) -> UserRecord:
+        raw = self.table.get(user_key(user_id))
+        return UserRecord() if raw is None else _USER_DEC.decode(raw)
+
+    def put_user(self, user_id: str, meta: Meta, pending: Pending | None) -> None:
+        self.table[user_key(user_id)] = _ENC.encode(UserRecord(meta=meta, pending=pending))
+
+    def users(self) -> Iterator[tuple[str, UserRecord]]:
+        """Every user record in the partitions this worker serves (a full scan: rebalances only)."""
+        for key in list(self.table.keys()):
+            if key.startswith(_USER):
+                raw = self.table.get(key)
+                if raw is not None:
+                    yield key[len(_USER) :].decode("utf-8"), _USER_DEC.decode(raw)
+
+    def rewrite_user(self, user_id: str) -> None:
+        """Write the user's current records again, unchanged.
+
+        A replayed offset's own writes may have stayed in the local store while their changelog records
+        died with the producer (a crash after the write, before the send); the worker restarted on the same
+        data dir then sees the replay as done. Writing the current values again puts them in the changelog,
+        so the next owner of the partition restores them too."""
+        for key in (user_key(user_id), profile_key(user_id)):
+            raw = self.table.get(key)
+            if raw is not None:
+                self.table[key] = raw
+
+    # --- profiles ----------------------------------------------------------------------------------
+
+    def profile(self, user_id: str) -> ProfileState | None:
+        raw = self.table.get(profile_key(user_id))
+        return None if raw is None else _PROFILE_DEC.decode(raw).profile
+
+    def put_profile(self, user_id: str, profile: ProfileState) -> None:
+        self.table[profile_key(user_id)] = _ENC.encode(ProfileRecord(profile=profile))
+
+    def delete_profile(self, user_id: str, *, always: bool = False) -> None:
+        """Delete the stored profile (faust writes the changelog tombstone). `always`: write the tombstone
+        even when the local store has no profile (a replayed forget: the first tombstone may be lost)."""
+        key = profile_key(user_id)
+        if always and key not in self.table:
+            self.table[key] = b""  # faust deletes (and tombstones) only keys it has
+        if key in self.table:
+            del self.table[key]
+
+    # --- source progress ---------------------------------------------------------------------------
+
+    def progress(self, role: str, partition: int) -> SourceProgress | None:
+        raw = self.table.get(progress_key(role, partition))
+        return None if raw is None else _PROGRESS_DEC.decode(raw)
+
+    def put_progress(self, role: str, partition: int, progress: SourceProgress) -> None:
+        self.table[progress_key(role, partition)] = _ENC.encode(progress)
