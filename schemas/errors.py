@@ -37,6 +37,7 @@ class RejectCode(enum.StrEnum):
     INVALID_EVENT_ID = "invalid_event_id"
     INVALID_TS = "invalid_ts"
     KEY_MISMATCH = "key_mismatch"
+    TOO_DEEP = "too_deep"
 
 
 #: One line per code, in the order of the checks; `docs/schemas.md` is checked against this table.
@@ -56,18 +57,21 @@ REJECT_CODE_DOCS: dict[RejectCode, str] = {
     "`PREFSTREAM_MAX_TURNS`, 16 `meta` entries).",
     RejectCode.TOO_FEW: "A list that must not be empty is empty (`shown`, `turns`).",
     RejectCode.OUT_OF_RANGE: "A number is outside its bounds (`score` above `scale`, a `clicked` index not "
-    "pointing into `shown`, `schema_version` < 1, ...).",
+    "pointing into `shown`, `schema_version` < 1, a number too large for a 64-bit float such as `1e400`, ...).",
     RejectCode.INVALID_VALUE: "A string is not one of the allowed values or does not match its pattern "
-    "(`role`, `domain`).",
+    "(`role`, `domain`), or `kind` is repeated with a different value.",
     RejectCode.DUPLICATE_VALUE: "A list that must hold distinct values repeats one (`clicked`).",
     RejectCode.INVALID_USER_ID: "`user_id` is empty, longer than 128 characters, or has a character outside "
     "`A-Z a-z 0-9 . _ - : @ + =`.",
     RejectCode.INVALID_EVENT_ID: "`event_id` is empty, longer than 128 characters, or not printable ASCII "
     "without spaces.",
     RejectCode.INVALID_TS: "`ts` is neither an RFC 3339 date-time with offset nor epoch milliseconds in range, "
-    "or names a date that does not exist (e.g. 2025-02-30).",
+    "or names a date that does not exist (e.g. 2025-02-30) or, once its offset is applied, an instant outside "
+    "0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z (e.g. 9999-12-31T23:59:59-01:00).",
     RejectCode.KEY_MISMATCH: "The caller passed a non-null message key that differs from the UTF-8 bytes of `user_id` "
     "(the worker passes none and forwards mis-keyed events to their owner instead).",
+    RejectCode.TOO_DEEP: "Arrays and objects nest more than 64 levels deep, anywhere in the value (checked on the "
+    "raw bytes, before parsing; RFC 8259 lets parsers limit nesting).",
 }
 
 

@@ -72,7 +72,8 @@ def event_schema(limits: LimitSettings | None = None) -> dict[str, Any]:
             "bytes of user_id. `kind` selects the variant. Unknown fields are ignored. Bounds marked "
             f"{bounds.LIMIT_KEY} are the defaults of the named setting. Also checked by the worker and not "
             "expressible here: the whole value is at most x-prefstream-max-bytes bytes (default shown), ts "
-            "names a real date, clicked indices point into shown, score <= scale, the key matches user_id."
+            "names a real date within 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z, clicked indices point "
+            "into shown, score <= scale, the key matches user_id, arrays and objects nest at most 64 deep."
         ),
         "x-prefstream-max-bytes": limits.max_event_bytes,
         **body,

@@ -131,6 +131,21 @@ CASES: list[tuple[str, bytes | None, RejectCode, str]] = [
     ("duplicate click", _bytes(_example("impression") | {"clicked": [1, 1]}), RejectCode.DUPLICATE_VALUE, "$.clicked[1]"),
     ("bad role", _bytes(_example("conversation") | {"turns": [{"role": "bot", "content": "x"}]}), RejectCode.INVALID_VALUE, "$.turns[0].role"),
     ("bad domain", _bytes(_example("rating") | {"domain": "Movies!"}), RejectCode.INVALID_VALUE, "$.domain"),
+    ("deep array", b"[" * 10_000 + b"]" * 10_000, RejectCode.TOO_DEEP, "$"),
+    ("deep unknown field", EXAMPLES["forget"].encode()[:-1] + b', "x": ' + b"[" * 65 + b"]" * 65 + b"}", RejectCode.TOO_DEEP, "$"),
+    ("deep and unterminated", b'{"a":' * 5_000, RejectCode.TOO_DEEP, "$"),
+    ("ts offset past 9999", _bytes(_example("forget") | {"ts": "9999-12-31T23:59:59-00:01"}), RejectCode.INVALID_TS, "$.ts"),
+    ("ts offset before 0001", _bytes(_example("forget") | {"ts": "0001-01-01T00:00:00+00:01"}), RejectCode.INVALID_TS, "$.ts"),
+    ("score 1e400", EXAMPLES["rating"].encode().replace(b'"score": 4.5', b'"score": 1e400'), RejectCode.OUT_OF_RANGE, "$.score"),
+    ("ts 1e400", _bytes(_example("forget")).replace(b'"ts": "2026-02-01T00:00:00Z"', b'"ts": 1e400'), RejectCode.INVALID_TS, "$.ts"),
+    ("scale past int64", _bytes(_example("rating")).replace(b'"scale": 5', b'"scale": ' + b"9" * 40), RejectCode.OUT_OF_RANGE, "$.scale"),
+    ("kind repeated, different", b'{"kind": "text", "kind": "pair", "event_id": "e", "user_id": "u", "ts": 1, "text": "a"}', RejectCode.INVALID_VALUE, "$.kind"),
+    ("NaN", EXAMPLES["rating"].encode().replace(b'"score": 4.5', b'"score": NaN'), RejectCode.INVALID_JSON, "$"),
+    ("BOM", b"\xef\xbb\xbf" + EXAMPLES["forget"].encode(), RejectCode.INVALID_JSON, "$"),
+    ("lone surrogate", _bytes(_example("text")).replace(b'"text": "', b'"text": "\\ud800'), RejectCode.INVALID_JSON, "$"),
+    ("empty value", b"", RejectCode.INVALID_JSON, "$"),
+    ("whitespace only", b" \n\t ", RejectCode.INVALID_JSON, "$"),
+    ("null document", b"null", RejectCode.WRONG_TYPE, "$"),
 ]
 
 
@@ -193,3 +208,40 @@ def test_limit_settings_refuse_unusable_bounds() -> None:
         with pytest.raises(ConfigError):
             load_section(LimitSettings, env)
     assert load_section(LimitSettings, {"PREFSTREAM_MAX_TURNS": "7"}).max_turns == 7
+
+
+def test_nesting_up_to_the_bound_is_accepted_even_in_unknown_fields() -> None:
+    """Unknown fields are ignored at any depth up to MAX_NESTING_DEPTH (the event object is level 1); one more
+    level is too_deep; brackets inside strings do not count, escaped quotes included."""
+    from schemas.decode import MAX_NESTING_DEPTH
+
+    def nested(levels: int) -> bytes:  # the event object plus `levels` - 1 levels in an unknown field
+        inner = levels - 1
+        return EXAMPLES["forget"].encode()[:-1] + b', "x": ' + b"[" * inner + b"]" * inner + b"}"
+
+    assert decode_event(None, nested(MAX_NESTING_DEPTH), LIMITS).event_id == "gdpr-req-2026-0042"
+    assert _rejected(nested(MAX_NESTING_DEPTH + 1)).code == RejectCode.TOO_DEEP
+    in_strings = _bytes(_example("text") | {"text": "[{" * 3_000 + '\\"' + "[" * 100, "context": '"' + "{" * 100})
+    assert decode_event(None, in_strings, LIMITS).text.startswith("[{")
+
+
+def test_duplicate_names_last_wins_like_json_loads() -> None:
+    """A repeated member name takes its last value, as Python's json (the JSON Schema side) reads it; a
+    repeated `kind` with the same value is accepted."""
+    doc = b'{"kind": "text", "kind": "text", "event_id": "e1", "user_id": "first", "ts": 1, "text": "a", "user_id": "last"}'
+    event = decode_event(None, doc, LIMITS)
+    assert event.user_id == json.loads(doc)["user_id"] == "last"
+
+
+def test_ts_range_is_what_profiles_can_write() -> None:
+    """Every accepted ts converts to epoch ms that ms_to_rfc3339 writes back as a four-digit-year RFC 3339 string
+    (a `ts` past 9999 in UTC crashed the worker when it wrote the profile's last_event_ts)."""
+    from schemas.timefmt import MIN_EPOCH_MS, ms_to_rfc3339, ts_to_ms
+
+    for ts in ["9999-12-31T23:59:59+00:01", "9999-12-31T23:59:59.999Z", "0001-01-01T00:00:00Z", "0001-01-01T00:00:00-23:59"]:
+        event = decode_event(None, _bytes(_example("forget") | {"ts": ts}), LIMITS)
+        assert ms_to_rfc3339(ts_to_ms(event.ts))[:4].isdigit()
+    assert ms_to_rfc3339(MIN_EPOCH_MS) == "0001-01-01T00:00:00.000Z"
+    assert ms_to_rfc3339(ts_to_ms("0999-05-06T07:08:09.010Z")) == "0999-05-06T07:08:09.010Z"
+    with pytest.raises(ValueError):
+        ts_to_ms("9999-12-31T23:59:59-23:59")
