@@ -68,7 +68,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args.settings = Settings.from_env()
-        logs.configure(args.settings.worker.log_format, args.settings.worker.log_level)
+        logs.configure(
+            args.settings.worker.log_format,
+            args.settings.worker.log_level,
+            args.settings.worker.log_repeat_window_s,
+        )
         return int(module.run(args) or 0)
     except PrefstreamError as exc:
         print(f"prefstream {known._command}: {exc}", file=sys.stderr)

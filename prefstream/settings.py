@@ -188,6 +188,17 @@ class WorkerSettings:
         "PREFSTREAM_LOG_FORMAT", "json", "`json` (one object per line, for production) or `console`."
     )
     log_level: str = setting("PREFSTREAM_LOG_LEVEL", "info", "Log level.")
+    log_repeat_window_s: float = setting(
+        "PREFSTREAM_LOG_REPEAT_WINDOW_S",
+        10.0,
+        "Rate limit of repeated stdlib log records (faust, aiokafka, kafka-python; same logger, level and "
+        "message template): the first passes, then at most one per this many seconds, carrying `suppressed` "
+        "(how many were dropped). Our own packages' errors always pass. 0 disables.",
+    )
+
+    def validate(self) -> None:
+        if self.log_repeat_window_s < 0:
+            raise ConfigError(f"PREFSTREAM_LOG_REPEAT_WINDOW_S must be >= 0, got {self.log_repeat_window_s}")
 
 
 @dataclass(frozen=True)
