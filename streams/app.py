@@ -309,7 +309,7 @@ class StreamApp:
         """
         self._worker = faust.Worker(
             self.app, loglevel=loglevel, loop=self.app.loop,
-            logging_config=logs.stdlib_logging_config(log_format, loglevel),
+            logging_config=logs.stdlib_logging_config(log_format, loglevel, self.settings.worker.log_repeat_window_s),
             # mode would swap sys.stdout/stderr for logger proxies, and our handler writes to sys.stderr.
             redirect_stdouts=False,
         )  # fmt: skip
