@@ -2,9 +2,11 @@
 
 No tarball and no container: `fetch()` resolves the pinned broker's runtime jars with Maven
 (`--strict-checksums`, so every artifact is checked against Maven Central's published checksum) into
-a cache; the second run is offline. `start()` formats KRaft storage and runs one JVM per node in its
-own process session, recording what it started in `<root>/cluster.json`; `stop()` stops exactly
-those processes. Used by `prefstream kafka up/down`, the demo and the test session.
+a cache; the second run is offline. `start()` formats KRaft storage the first time a root is used
+(and again only when asked to `reset`), so a stopped broker restarts with its topics and offsets;
+it runs one JVM per node in its own process session, recording what it started in
+`<root>/cluster.json`; `stop()` stops exactly those processes. Used by `prefstream kafka up/down`,
+the demo and the test session.
 """
 
 from __future__ import annotations
@@ -91,7 +93,8 @@ class LocalCluster:
 
     root: Path
     nodes: tuple[Node, ...]
-    reused: bool = False
+    reused: bool = False  # it was already running: `start()` started nothing
+    kept_data: bool = False  # it was started on data formatted by an earlier run
 
     @property
     def bootstrap_servers(self) -> str:
@@ -174,6 +177,11 @@ def _ours(pid: int, root: Path) -> bool:
     return "kafka.Kafka" in cmdline and str(root) in cmdline
 
 
+def is_running(pid: int, root: Path) -> bool:
+    """True when `pid` is alive and a broker JVM of the cluster under `root`."""
+    return _alive(pid) and _ours(pid, root.resolve())
+
+
 def _accepts(port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
         return True
@@ -206,6 +214,47 @@ def wait_ready(bootstrap_servers: str, brokers: int, timeout: float = 120.0, pid
     raise KafkaSetupError(f"Kafka at {bootstrap_servers} not ready after {timeout:.0f}s (last error: {last})")
 
 
+def _read_meta(node_dir: Path) -> dict[str, str] | None:
+    """The `meta.properties` KRaft's format wrote into a node's log dir, or None when not formatted."""
+    try:
+        text = (node_dir / "data" / "meta.properties").read_text()
+    except FileNotFoundError:
+        return None
+    pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def _formatted_cluster_id(root: Path, node_ids: list[int]) -> str | None:
+    """The cluster id recorded on disk under `root`, or None when no node there is formatted yet.
+
+    Raises when the data on disk cannot be restarted as the planned cluster (another node count, a
+    half-formatted or mixed set of nodes): starting over silently would lose it, so the user decides.
+    """
+    metas = {int(d.name.split("-", 1)[1]): _read_meta(d) for d in root.glob("node-*") if d.name[5:].isdigit()}
+    formatted = {nid: meta for nid, meta in metas.items() if meta is not None}
+    if not formatted:
+        return None
+    cluster_ids = {meta.get("cluster.id") for meta in formatted.values()}
+    if sorted(formatted) != sorted(node_ids) or len(cluster_ids) != 1 or None in cluster_ids:
+        raise KafkaSetupError(
+            f"{root} holds data of a cluster with node(s) {sorted(formatted)}, not {sorted(node_ids)}; "
+            f"start it with --nodes {len(formatted)}, or wipe it with `prefstream kafka up --reset`"
+        )
+    return str(cluster_ids.pop())
+
+
+def has_data(root: Path) -> bool:
+    """True when a node under `root` is formatted: `start()` would restart on its data."""
+    return any(_read_meta(d) is not None for d in root.glob("node-*"))
+
+
+def wipe(root: Path) -> None:
+    """Delete every node's data under `root` (`kafka up --reset`). The cluster must be stopped."""
+    for node_dir in root.glob("node-*"):
+        shutil.rmtree(node_dir, ignore_errors=True)
+    log.info("kafka.wiped", root=str(root))
+
+
 def start(
     root: Path,
     *,
@@ -213,40 +262,52 @@ def start(
     ports: list[int] | None = None,
     heap: str = "512m",
     timeout: float = 120.0,
+    reset: bool = False,
 ) -> LocalCluster:
-    """Start (or reuse) a local cluster rooted at `root`. Ports default to free ones."""
+    """Start (or reuse) a local cluster rooted at `root`. Ports default to free ones.
+
+    Data under `root` is kept: a root formatted before starts with its topics and offsets. `reset`
+    stops the cluster if it runs and wipes its data first.
+    """
     root = root.resolve()
     root.mkdir(parents=True, exist_ok=True)
     existing = LocalCluster.load(root)
     if existing is not None:
-        if all(_alive(n.pid) and _ours(n.pid, root) for n in existing.nodes):
+        if not reset and all(_alive(n.pid) and _ours(n.pid, root) for n in existing.nodes):
             wait_ready(existing.bootstrap_servers, len(existing.nodes), timeout=timeout)
-            return LocalCluster(root=root, nodes=existing.nodes, reused=True)
-        stop(root)  # a crashed or half-stopped cluster: clear it and start afresh
+            return LocalCluster(root=root, nodes=existing.nodes, reused=True, kept_data=True)
+        stop(root)  # a crashed or half-stopped cluster (or a reset): stop what is left, then start
+    if reset:
+        wipe(root)
     lib = fetch()
     ports = ports or [free_port() for _ in range(nodes)]
     planned = tuple(Node(node_id=i + 1, port=p, controller_port=free_port()) for i, p in enumerate(ports))
     busy = [n.port for n in planned if _accepts(n.port)]
     if busy:
         raise KafkaSetupError(f"port(s) {busy} already in use; stop what holds them or pick other ports")
-    cluster_id = subprocess.run(
-        _java_cmd(lib, root, "kafka.tools.StorageTool", "random-uuid", heap="256m"),
-        capture_output=True, text=True, check=True,
-    ).stdout.split()[-1]  # fmt: skip
+    cluster_id = _formatted_cluster_id(root, [n.node_id for n in planned])
+    fresh = cluster_id is None
+    if fresh:
+        wipe(root)  # leftovers of a format that never completed
+        cluster_id = subprocess.run(
+            _java_cmd(lib, root, "kafka.tools.StorageTool", "random-uuid", heap="256m"),
+            capture_output=True, text=True, check=True,
+        ).stdout.split()[-1]  # fmt: skip
     started: list[Node] = []
     for node in planned:
         node_dir = root / f"node-{node.node_id}"
-        shutil.rmtree(node_dir, ignore_errors=True)
-        node_dir.mkdir(parents=True)
+        node_dir.mkdir(parents=True, exist_ok=True)
         config = node_dir / "server.properties"
+        # Written at every start: ports may differ from the last run; the data stays where it was.
         config.write_text(_properties(node, planned, node_dir / "data"))
-        fmt = subprocess.run(
-            _java_cmd(lib, node_dir, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config),
-                      heap="256m"),
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        if fmt.returncode != 0:
-            raise KafkaSetupError(f"formatting node {node.node_id} failed: {fmt.stdout}{fmt.stderr}")
+        if fresh:
+            fmt = subprocess.run(
+                _java_cmd(lib, node_dir, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config),
+                          heap="256m"),
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            if fmt.returncode != 0:
+                raise KafkaSetupError(f"formatting node {node.node_id} failed: {fmt.stdout}{fmt.stderr}")
         with open(node_dir / "stdout.log", "ab") as out:
             proc = subprocess.Popen(
                 _java_cmd(lib, node_dir, "kafka.Kafka", str(config), heap=heap),
@@ -254,7 +315,7 @@ def start(
                 start_new_session=True,  # survives the starting shell; stopped only by stop()
             )  # fmt: skip
         started.append(Node(node.node_id, node.port, node.controller_port, proc.pid))
-    cluster = LocalCluster(root=root, nodes=tuple(started))
+    cluster = LocalCluster(root=root, nodes=tuple(started), kept_data=not fresh)
     cluster.save()
     try:
         wait_ready(cluster.bootstrap_servers, len(started), timeout=timeout, pids=tuple(n.pid for n in started))
@@ -262,7 +323,10 @@ def start(
         tails = "\n".join(_tail(root / f"node-{n.node_id}" / "stdout.log") for n in started)
         stop(root)
         raise KafkaSetupError(f"{exc}\n{tails}") from None
-    log.info("kafka.started", bootstrap_servers=cluster.bootstrap_servers, nodes=len(started), root=str(root))
+    log.info(
+        "kafka.started", bootstrap_servers=cluster.bootstrap_servers, nodes=len(started), root=str(root),
+        kept_data=not fresh,
+    )  # fmt: skip
     return cluster
 
 
