@@ -10,6 +10,7 @@ from pathlib import Path
 
 from prefstream.errors import KafkaSetupError
 from prefstream.kafka import local
+from prefstream.kafka.security import kafka_python_kwargs
 from prefstream.settings import Settings
 
 DEFAULT_PORT = 9092
@@ -35,9 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait (default 120)")
 
 
-def _answers(bootstrap_servers: str) -> bool:
+def _answers(settings: Settings) -> bool:
     try:
-        local.wait_ready(bootstrap_servers, 1, timeout=3)
+        local.wait_ready(settings.kafka.bootstrap_servers, 1, timeout=3, **kafka_python_kwargs(settings.kafka))
     except KafkaSetupError:
         return False
     return True
@@ -66,9 +67,9 @@ def run(args: argparse.Namespace) -> int:
         host, _, port = first.rpartition(":")
         named = "KAFKA_BOOTSTRAP_SERVERS" in os.environ
         ours = local.LocalCluster.load(root) is not None
-        if named and not ours and (host not in LOOPBACK or _answers(settings.kafka.bootstrap_servers)):
+        if named and not ours and (host not in LOOPBACK or _answers(settings)):
             # A broker was named and is there (or is remote): use it, start nothing.
-            local.wait_ready(settings.kafka.bootstrap_servers, 1, timeout=30)
+            local.wait_ready(settings.kafka.bootstrap_servers, 1, timeout=30, **kafka_python_kwargs(settings.kafka))
             print(f"using the broker at {settings.kafka.bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS); nothing started")
             return 0
         # Otherwise start one: on the named loopback port (the Procfile's case), else on 9092.
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
             local.stop(root)
         return 0
     if args.command == "kafka wait":
-        local.wait_ready(settings.kafka.bootstrap_servers, 1, timeout=args.timeout)
+        local.wait_ready(settings.kafka.bootstrap_servers, 1, timeout=args.timeout, **kafka_python_kwargs(settings.kafka))
         return 0
     if args.command == "kafka down":
         stopped = local.stop(root)
