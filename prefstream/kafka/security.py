@@ -126,7 +126,7 @@ class _HeldRecords(logging.Handler):
         self.records.append(record)
 
     def cause(self) -> str:
-        return " ".join(r.getMessage() for r in self.records[-10:] if r.levelno >= logging.WARNING)
+        return " ".join(r.getMessage() for r in self.records[-200:] if r.levelno >= logging.WARNING)
 
 
 @contextmanager
@@ -164,7 +164,7 @@ def connect_error(kafka: KafkaSettings, exc: BaseException, cause: str = "") -> 
                "PREFSTREAM_KAFKA_SASL_MECHANISM"  # fmt: skip
     elif "authorization" in text:
         hint = "not authorized: the user lacks an ACL (docs/reliability.md lists the ones prefstream needs)"
-    elif "ssl" in text or "certificate" in text:
+    elif any(tls in text for tls in ("certificate", "sslerror", "ssl:", "handshake")):  # not "KafkaSSLTransport"
         hint = "TLS failed; check PREFSTREAM_KAFKA_SSL_CAFILE, PREFSTREAM_KAFKA_SSL_CHECK_HOSTNAME and " \
                "PREFSTREAM_KAFKA_SECURITY_PROTOCOL"  # fmt: skip
     elif "unable to bootstrap" in f"{exc}".lower() or "nobrokersavailable" in text:

@@ -250,3 +250,63 @@ def test_admin_client_error_is_a_prefstream_error(secure_kafka: tuple[local.Loca
 
     with pytest.raises(KafkaConnectError, match="not authorized"):
         ensure_topics(_settings(secure_env))
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+def test_worker_runs_over_sasl_ssl(secure_kafka: tuple[local.LocalCluster, local.LocalSecurity],
+                                   secure_env: dict[str, str], tmp_path: Path) -> None:  # fmt: skip
+    """A faust worker (ledger backend) with only the documented worker ACLs folds events into a profile over SASL_SSL."""
+    import json
+    import time
+    import urllib.request
+
+    from kafka import KafkaConsumer, KafkaProducer
+
+    from tests.streams.harness import CI_WORKER_ENV, ROOT, event
+
+    cluster, creds = secure_kafka
+    settings = _settings(secure_env)
+    grant(cluster, security.worker_acls(settings))
+    grant(cluster, security.client_acls(settings, f"{settings.worker.app_id}-reader"))
+    port = local.free_port()
+    env = {**secure_env, **CI_WORKER_ENV, "PREFSTREAM_WEB_PORT": str(port), "PYTHONPATH": str(ROOT)}
+    log_path = tmp_path / "worker.log"
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("secure_worker.py"))], env=env, cwd=ROOT,
+                                stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, log_path.read_text()[-3000:]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail("worker not ready:\n" + log_path.read_text()[-3000:])
+        kwargs = security.kafka_python_kwargs(settings.kafka)
+        producer = KafkaProducer(bootstrap_servers=cluster.bootstrap_servers, acks="all", **kwargs)
+        for i in range(3):
+            producer.send(settings.topics.events, key=b"u-sec", value=json.dumps(event("u-sec", f"e{i}")).encode())
+        producer.flush()
+        producer.close()
+        consumer = KafkaConsumer(settings.topics.profiles, bootstrap_servers=cluster.bootstrap_servers,
+                                 group_id=f"{settings.worker.app_id}-reader", auto_offset_reset="earliest",
+                                 consumer_timeout_ms=1000, **kwargs)  # fmt: skip
+        applied = 0
+        try:
+            while applied < 3 and time.monotonic() < deadline + 60:
+                assert proc.poll() is None, log_path.read_text()[-3000:]
+                for message in consumer:
+                    applied = max(applied, json.loads(message.value)["events_applied"])
+        finally:
+            consumer.close()
+        assert applied == 3, log_path.read_text()[-3000:]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+    assert creds.password not in log_path.read_text()
