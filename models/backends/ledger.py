@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Final
 
 from models.backends.common import outcome
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = ["FAIL_MODES", "LedgerBackend", "LedgerFault", "malformed_generation", "parse_ledger"]
 
 PROMPT_VERSION = "ledger-1"
+REQUESTS_KEPT: Final = 1000
 
 #: The ways an injected failure can look (PREFSTREAM_LEDGER_FAIL_MODE).
 FAIL_MODES: Final = (
@@ -111,7 +113,8 @@ class LedgerBackend:
         self.calls = 0
         self.cancelled = 0
         self.injected = 0  # failures injected, whatever their form
-        self.requests: list[UpdateRequest] = []
+        # The latest requests, for tests in process; bounded, so a long run (a bench) does not keep them all.
+        self.requests: deque[UpdateRequest] = deque(maxlen=REQUESTS_KEPT)
         self._failures_by_user: dict[str, int] = {}
         self._started = False
         self._closed = False

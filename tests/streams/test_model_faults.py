@@ -13,6 +13,9 @@ a user's first update through, `PREFSTREAM_LEDGER_FAIL_FROM_VERSION=1`), then fo
 
 While failing, the stored and published profile is the old one. Failure records carry the mode's reason
 code and attempts 1, 2, 3...; the failure counter bounds the model calls.
+
+`test_memory_bounded_under_a_backlog`: a model that always hangs under a backlog, with the worker's RSS
+sampled (`tests/streams/backlog.py`; the full-size run is `bench/backlog_memory.py`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import pytest
 from models.backends.ledger import FAIL_MODES, parse_ledger
 from schemas.failures import FailureRecord, decode_failure
 from schemas.profiles import Profile, decode_profile
+from tests.streams.backlog import run_backlog
 from tests.streams.harness import CI_WORKER_ENV, ROOT, ProfileLog, Producer, TopicReader, Worker, wait_for
 from tests.streams.scenario import Scenario
 
@@ -165,3 +169,24 @@ def test_model_fault(mode: str, test_env: dict[str, str], tmp_path: Path) -> Non
         assert worker.alive()
     finally:
         worker.stop()
+
+
+#: CI size of the backlog (bench/backlog_memory.py runs the issue's 20,000 events over 2,000 users).
+BACKLOG_USERS, BACKLOG_EVENTS, BACKLOG_MAX_PENDING, BACKLOG_FULL_EXTRA = 400, 4000, 50, 30
+#: Generous: the worker idles at ~80 MiB; RocksDB's memtables and caches are bounded by ROCKSDB_OPTIONS.
+RSS_LIMIT_MIB, RSS_GROWTH_LIMIT_MIB = 400, 150
+
+
+@pytest.mark.timeout(300)
+def test_memory_bounded_under_a_backlog(test_env: dict[str, str], tmp_path: Path) -> None:
+    """Every update hangs until the time box: the backlog sits in the state, not in memory; attempts are
+    bounded by the time box; an over-full user's extra events are dead-lettered `backlog_full`."""
+    fig = run_backlog(test_env, tmp_path, users=BACKLOG_USERS, events=BACKLOG_EVENTS, max_pending=BACKLOG_MAX_PENDING,
+                      full_extra=BACKLOG_FULL_EXTRA, timeout_s=HANG_TIMEOUT_S, hold_s=5.0)  # fmt: skip
+    print(fig.report())
+    assert fig.accepted == fig.pending == BACKLOG_EVENTS + BACKLOG_MAX_PENDING  # nothing folded, nothing lost
+    assert fig.backlog_full == BACKLOG_FULL_EXTRA
+    # The model really hung, and no more often than its window and the time box allow.
+    elapsed = fig.samples[-1][0]
+    assert 0 < fig.failures <= 4 * (elapsed / HANG_TIMEOUT_S + 1)
+    assert fig.peak_mib < RSS_LIMIT_MIB and fig.peak_mib - fig.baseline_mib < RSS_GROWTH_LIMIT_MIB, fig.report()
