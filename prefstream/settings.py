@@ -566,12 +566,35 @@ class LedgerSettings:
 
     delay_s: float = setting("PREFSTREAM_LEDGER_DELAY_S", 0.0, "Artificial latency of each ledger update.")
     fail_every: int = setting(
-        "PREFSTREAM_LEDGER_FAIL_EVERY", 0, "Fail every Nth ledger update with `engine_error` (0: never)."
+        "PREFSTREAM_LEDGER_FAIL_EVERY", 0, "Fail every Nth ledger update, the way FAIL_MODE says (0: never)."
     )
     fail_user_prefix: str = setting(
-        "PREFSTREAM_LEDGER_FAIL_USER_PREFIX", "", "Users whose id starts with this fail their first FAIL_TIMES updates."
+        "PREFSTREAM_LEDGER_FAIL_USER_PREFIX",
+        "",
+        "Users whose id starts with this fail their first FAIL_TIMES updates (from FAIL_FROM_VERSION on).",
     )
     fail_times: int = setting("PREFSTREAM_LEDGER_FAIL_TIMES", 0, "See PREFSTREAM_LEDGER_FAIL_USER_PREFIX.")
+    fail_always_prefix: str = setting(
+        "PREFSTREAM_LEDGER_FAIL_ALWAYS_PREFIX",
+        "",
+        "Users whose id starts with this fail every update (from FAIL_FROM_VERSION on).",
+    )
+    fail_from_version: int = setting(
+        "PREFSTREAM_LEDGER_FAIL_FROM_VERSION",
+        0,
+        "A selected user's updates fail only once its profile has this version (the request's base_version): "
+        "1 lets the first update through, so there is an old summary to keep.",
+    )
+    fail_mode: Literal[
+        "failure", "raise", "hang", "no_think_close", "empty_summary", "summary_too_long", "truncated"
+    ] = setting(
+        "PREFSTREAM_LEDGER_FAIL_MODE",
+        "failure",
+        "How an injected failure looks: `failure` returns `engine_error`; `raise` raises from update(); `hang` "
+        "never returns (only PREFSTREAM_UPDATE_TIMEOUT_S ends it); `no_think_close`, `empty_summary`, "
+        "`summary_too_long`, `truncated` produce that malformed generation and run it through the LLM "
+        "backends' parser.",
+    )
     max_concurrency: int = setting("PREFSTREAM_LEDGER_CONCURRENCY", 4, "Ledger's model window.")
     prompt_token_budget: int = setting("PREFSTREAM_LEDGER_TOKEN_BUDGET", 100_000, "Ledger's prompt budget.")
 
