@@ -95,6 +95,10 @@ def _worker_env(bootstrap: str, external: bool, workdir: Path) -> dict[str, str]
         PREFSTREAM_FLUSH_MIN_INTERVAL_S=env.get("PREFSTREAM_FLUSH_MIN_INTERVAL_S", "1"),
         PREFSTREAM_SESSION_TIMEOUT_S=env.get("PREFSTREAM_SESSION_TIMEOUT_S", "10"),
     )
+    if not external:  # the demo's own broker is PLAINTEXT on loopback, whatever security is set for others
+        for name in [k for k in env if k.startswith(("PREFSTREAM_KAFKA_SASL_", "PREFSTREAM_KAFKA_SSL_"))]:
+            del env[name]
+        env["PREFSTREAM_KAFKA_SECURITY_PROTOCOL"] = "PLAINTEXT"
     if external:  # never touch a shared cluster's real topics
         run = f"demo-{uuid.uuid4().hex[:8]}"
         env.update(
@@ -132,6 +136,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def run(args: argparse.Namespace) -> int:
     from kafka import KafkaConsumer, KafkaProducer
 
+    from prefstream.kafka.security import client_errors
     from prefstream.topics import ensure_topics
 
     with tempfile.TemporaryDirectory(prefix="prefstream-demo-") as tmp:
@@ -150,7 +155,8 @@ def run(args: argparse.Namespace) -> int:
             try:
                 deadline = time.monotonic() + args.timeout
                 _wait_ready(settings.worker.web_port, proc, deadline)
-                ok = _drive(settings, KafkaProducer, KafkaConsumer, deadline, proc)
+                with client_errors(settings.kafka):
+                    ok = _drive(settings, KafkaProducer, KafkaConsumer, deadline, proc)
                 if ok:
                     _read_api(settings.worker.web_port)
             finally:
@@ -166,11 +172,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _drive(settings: Settings, producer_cls: type, consumer_cls: type, deadline: float,
            proc: subprocess.Popen[bytes]) -> bool:  # fmt: skip
+    from prefstream.kafka.security import kafka_python_kwargs
+
     t = settings.topics
-    producer = producer_cls(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all")
+    security = kafka_python_kwargs(settings.kafka)
+    producer = producer_cls(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all", **security)
     consumer = consumer_cls(
         t.profiles, t.dlq, bootstrap_servers=settings.kafka.bootstrap_servers, auto_offset_reset="earliest",
-        enable_auto_commit=False, consumer_timeout_ms=500,
+        enable_auto_commit=False, consumer_timeout_ms=500, **security,
     )  # fmt: skip
     sent: dict[str, int] = dict.fromkeys(USERS, 0)
     applied: dict[str, int] = dict.fromkeys(USERS, 0)

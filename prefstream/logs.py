@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import sys
 import threading
 import time
@@ -121,10 +122,27 @@ def _renderer(fmt: str) -> structlog.types.Processor:
     return structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
 
 
+# `key: value` / `key=value` pairs whose key names a password or key, as client libraries print their
+# configuration (kafka-python's admin client logs its whole config, SASL password included, at DEBUG).
+_SECRET_PAIR = re.compile(r"""(?i)(\w*(?:password|api_key)['"]?\s*[:=]\s*)('[^']*'|"[^"]*"|[^\s,)}]+)""")
+
+
+class _RedactSecrets(logging.Filter):
+    """Masks password values in third-party log records before they are rendered."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = _SECRET_PAIR.sub(r"\1'***'", message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
 def stdlib_handler(fmt: str = "json", repeat_window_s: float | None = None) -> logging.Handler:
     """A stdlib handler that renders records (faust's, aiokafka's) the same way as structlog's own lines,
     with repeated records rate-limited (`RepeatFilter`; `repeat_window_s` None: the configured window)."""
     handler = logging.StreamHandler(_Stderr())  # type: ignore[arg-type]
+    handler.addFilter(_RedactSecrets())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(foreign_pre_chain=[
             *_SHARED, structlog.stdlib.ExtraAdder(allow=["suppressed"]),

@@ -98,6 +98,81 @@ class KafkaSettings:
         "PREFSTREAM_REPLICATION_FACTOR", 1, "Replication factor for topics prefstream creates."
     )
     client_id: str = setting("PREFSTREAM_CLIENT_ID", "prefstream", "Kafka client id prefix.")
+    # Security: every Kafka client prefstream creates (worker, topics, redrive, demo) reads these,
+    # through `prefstream.kafka.security`. docs/reliability.md lists the ACLs a deployment needs.
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = setting(
+        "PREFSTREAM_KAFKA_SECURITY_PROTOCOL",
+        "PLAINTEXT",
+        "How clients reach the brokers: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or SASL_SSL (SASL over TLS).",
+    )
+    sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = setting(
+        "PREFSTREAM_KAFKA_SASL_MECHANISM",
+        "SCRAM-SHA-512",
+        "SASL mechanism when the protocol is SASL_*: SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN.",
+    )
+    sasl_username: str | None = setting(
+        "PREFSTREAM_KAFKA_SASL_USERNAME", None, "SASL user name; required with a SASL_* protocol."
+    )
+    sasl_password: str | None = setting(
+        "PREFSTREAM_KAFKA_SASL_PASSWORD", None, "SASL password; required with a SASL_* protocol.", secret=True
+    )
+    ssl_cafile: Path | None = setting(
+        "PREFSTREAM_KAFKA_SSL_CAFILE",
+        None,
+        "PEM file of the CA(s) that signed the brokers' certificates (SSL, SASL_SSL); empty: the system's CAs.",
+    )
+    ssl_certfile: Path | None = setting(
+        "PREFSTREAM_KAFKA_SSL_CERTFILE",
+        None,
+        "PEM client certificate chain, for brokers that require mutual TLS (SSL, SASL_SSL).",
+    )
+    ssl_keyfile: Path | None = setting(
+        "PREFSTREAM_KAFKA_SSL_KEYFILE",
+        None,
+        "PEM private key (unencrypted) of PREFSTREAM_KAFKA_SSL_CERTFILE; empty: the key is in the certificate file.",
+    )
+    ssl_check_hostname: bool = setting(
+        "PREFSTREAM_KAFKA_SSL_CHECK_HOSTNAME",
+        True,
+        "Check that a broker's certificate names the host connected to. The certificate chain is verified "
+        "either way.",
+    )
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL_")
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    def validate(self) -> None:
+        # Every combination that would fail at the first connection (or, worse, connect with less
+        # security than intended) fails here, at start-up, naming the variables to fix.
+        protocol = f"PREFSTREAM_KAFKA_SECURITY_PROTOCOL={self.security_protocol}"
+        if self.uses_sasl:
+            missing = [env for env, value in (("PREFSTREAM_KAFKA_SASL_USERNAME", self.sasl_username),
+                                              ("PREFSTREAM_KAFKA_SASL_PASSWORD", self.sasl_password)) if not value]
+            if missing:
+                raise ConfigError(f"{protocol} needs {' and '.join(missing)}")
+        elif self.sasl_username or self.sasl_password:
+            raise ConfigError(
+                f"PREFSTREAM_KAFKA_SASL_USERNAME/PASSWORD are set but {protocol} does not use SASL; "
+                "set PREFSTREAM_KAFKA_SECURITY_PROTOCOL=SASL_SSL (or SASL_PLAINTEXT)"
+            )
+        files = (("PREFSTREAM_KAFKA_SSL_CAFILE", self.ssl_cafile), ("PREFSTREAM_KAFKA_SSL_CERTFILE", self.ssl_certfile),
+                 ("PREFSTREAM_KAFKA_SSL_KEYFILE", self.ssl_keyfile))  # fmt: skip
+        named = [(env, path) for env, path in files if path is not None]
+        if named and not self.uses_tls:
+            raise ConfigError(
+                f"{named[0][0]} is set but {protocol} does not use TLS; set PREFSTREAM_KAFKA_SECURITY_PROTOCOL=SASL_SSL "
+                "(or SSL)"
+            )
+        for env, path in named:
+            if not path.is_file():
+                raise ConfigError(f"{env}={path}: no such file")
+        if self.ssl_keyfile is not None and self.ssl_certfile is None:
+            raise ConfigError("PREFSTREAM_KAFKA_SSL_KEYFILE is set without PREFSTREAM_KAFKA_SSL_CERTFILE")
 
     @property
     def faust_broker(self) -> str:

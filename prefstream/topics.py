@@ -74,22 +74,30 @@ def required_topics(settings: Settings) -> list[TopicSpec]:
 
 @contextmanager
 def admin_client(kafka: KafkaSettings) -> Iterator[object]:
+    """An admin client with the configured security; a failure to connect or act is one clear error."""
     from kafka import KafkaAdminClient
 
-    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers, client_id=f"{kafka.client_id}-admin")
-    try:
-        yield admin
-    finally:
-        admin.close()
+    from prefstream.kafka.security import client_errors, kafka_python_kwargs
+
+    with client_errors(kafka):
+        admin = KafkaAdminClient(
+            bootstrap_servers=kafka.bootstrap_servers, client_id=f"{kafka.client_id}-admin", **kafka_python_kwargs(kafka)
+        )
+        try:
+            yield admin
+        finally:
+            admin.close()
 
 
 def _existing(admin: object, names: list[str]) -> dict[str, int]:
-    from kafka.errors import UnknownTopicOrPartitionError
+    from kafka.errors import UnknownTopicOrPartitionError, for_code
 
     found: dict[str, int] = {}
     for topic in admin.describe_topics(names):  # type: ignore[attr-defined]
         if topic["error_code"] == UnknownTopicOrPartitionError.errno:
             continue
+        if topic["error_code"]:  # e.g. TopicAuthorizationFailed: never mistake it for a topic with 0 partitions
+            raise for_code(topic["error_code"])()
         found[topic["topic"] if "topic" in topic else topic["name"]] = len(topic["partitions"])
     return found
 

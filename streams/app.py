@@ -174,10 +174,12 @@ class StreamApp:
         """A group-less aiokafka consumer for reading gaps and probing the broker."""
         from aiokafka import AIOKafkaConsumer
 
+        from prefstream.kafka.security import aiokafka_kwargs
+
         k = self.settings.kafka
         return AIOKafkaConsumer(
             bootstrap_servers=k.bootstrap_servers, client_id=f"{k.client_id}-side", group_id=None,
-            enable_auto_commit=False, auto_offset_reset="none",
+            enable_auto_commit=False, auto_offset_reset="none", **aiokafka_kwargs(k),
         )  # fmt: skip
 
     def _committed(self, topic: str, partition: int) -> int | None:
@@ -309,7 +311,7 @@ class StreamApp:
         """
         self._worker = faust.Worker(
             self.app, loglevel=loglevel, loop=self.app.loop,
-            logging_config=logs.stdlib_logging_config(log_format, loglevel),
+            logging_config=logs.stdlib_logging_config(log_format, loglevel, self.settings.worker.log_repeat_window_s),
             # mode would swap sys.stdout/stderr for logger proxies, and our handler writes to sys.stderr.
             redirect_stdouts=False,
         )  # fmt: skip

@@ -23,6 +23,7 @@ def send_redrive(settings: Settings, user_ids: list[str]) -> int:
     """Produce the redrive records; returns how many were sent."""
     from kafka import KafkaProducer
 
+    from prefstream.kafka.security import client_errors, kafka_python_kwargs
     from streams.topology import internal_topics
     from streams.partitioning import partition_for
     from streams.records import Redrive, encode
@@ -36,15 +37,18 @@ def send_redrive(settings: Settings, user_ids: list[str]) -> int:
             by_partition.setdefault(partition_for(user_id, partitions), []).append(user_id)
     else:
         by_partition = {p: [] for p in range(partitions)}
-    producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers, acks="all")
-    try:
-        for partition, users in sorted(by_partition.items()):
-            record = Redrive(user_ids=tuple(users), requested_ms=now)
-            producer.send(topic, key=(users[0] if len(users) == 1 else "*").encode(), value=encode(record),
-                          partition=partition)  # fmt: skip
-        producer.flush()
-    finally:
-        producer.close()
+    with client_errors(settings.kafka):
+        producer = KafkaProducer(
+            bootstrap_servers=settings.kafka.bootstrap_servers, acks="all", **kafka_python_kwargs(settings.kafka)
+        )
+        try:
+            for partition, users in sorted(by_partition.items()):
+                record = Redrive(user_ids=tuple(users), requested_ms=now)
+                producer.send(topic, key=(users[0] if len(users) == 1 else "*").encode(), value=encode(record),
+                              partition=partition)  # fmt: skip
+            producer.flush()
+        finally:
+            producer.close()
     return len(by_partition)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from prefstream.kafka.security import faust_credentials
 from prefstream.settings import Settings
 from prefstream.topics import TopicSpec, compacted_configs
 
@@ -66,6 +67,7 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         "id_format": "{id}",  # the app id is the consumer group and the internal topic prefix, verbatim
         "autodiscover": False,
         "broker": settings.kafka.faust_broker,
+        "broker_credentials": faust_credentials(settings.kafka),  # None for PLAINTEXT
         "broker_client_id": settings.kafka.client_id,
         "store": "rocksdb://",
         "datadir": str(w.data_dir / "faust"),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from prefstream.errors import KafkaSetupError
 from prefstream.kafka import local
+from prefstream.kafka.security import kafka_python_kwargs
 from prefstream.settings import Settings
 
 DEFAULT_PORT = 9092
@@ -25,15 +26,19 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         )  # fmt: skip
         parser.add_argument("--heap", default="512m", help="JVM heap per broker")
         parser.add_argument(
+            "--reset", action="store_true",
+            help="wipe the broker's data (every topic and offset) before starting; stops it first if it runs",
+        )  # fmt: skip
+        parser.add_argument(
             "--foreground", action="store_true", help="stay attached; stop the broker on SIGINT/SIGTERM (Procfile)"
         )
     if command == "kafka wait":
         parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait (default 120)")
 
 
-def _answers(bootstrap_servers: str) -> bool:
+def _answers(settings: Settings) -> bool:
     try:
-        local.wait_ready(bootstrap_servers, 1, timeout=3)
+        local.wait_ready(settings.kafka.bootstrap_servers, 1, timeout=3, **kafka_python_kwargs(settings.kafka))
     except KafkaSetupError:
         return False
     return True
@@ -62,17 +67,18 @@ def run(args: argparse.Namespace) -> int:
         host, _, port = first.rpartition(":")
         named = "KAFKA_BOOTSTRAP_SERVERS" in os.environ
         ours = local.LocalCluster.load(root) is not None
-        if named and not ours and (host not in LOOPBACK or _answers(settings.kafka.bootstrap_servers)):
+        if named and not ours and (host not in LOOPBACK or _answers(settings)):
             # A broker was named and is there (or is remote): use it, start nothing.
-            local.wait_ready(settings.kafka.bootstrap_servers, 1, timeout=30)
+            local.wait_ready(settings.kafka.bootstrap_servers, 1, timeout=30, **kafka_python_kwargs(settings.kafka))
             print(f"using the broker at {settings.kafka.bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS); nothing started")
             return 0
         # Otherwise start one: on the named loopback port (the Procfile's case), else on 9092.
         base = args.port or (int(port) if named and port.isdigit() else DEFAULT_PORT)
         ports = [base + 10 * i for i in range(args.nodes)]
-        cluster = local.start(root, nodes=args.nodes, ports=ports, heap=args.heap)
+        cluster = local.start(root, nodes=args.nodes, ports=ports, heap=args.heap, reset=args.reset)
         verb = "reused the running" if cluster.reused else "started a"
-        print(f"{verb} local Kafka {local.KAFKA_VERSION} at {cluster.bootstrap_servers} (data in {root})", flush=True)
+        data = "data kept" if cluster.kept_data else "new data"
+        print(f"{verb} local Kafka {local.KAFKA_VERSION} at {cluster.bootstrap_servers} ({data} in {root})", flush=True)
         if cluster.bootstrap_servers != settings.kafka.bootstrap_servers:
             print(f"export KAFKA_BOOTSTRAP_SERVERS={cluster.bootstrap_servers}", flush=True)
         if args.foreground:
@@ -80,17 +86,30 @@ def run(args: argparse.Namespace) -> int:
             local.stop(root)
         return 0
     if args.command == "kafka wait":
-        local.wait_ready(settings.kafka.bootstrap_servers, 1, timeout=args.timeout)
+        local.wait_ready(settings.kafka.bootstrap_servers, 1, timeout=args.timeout, **kafka_python_kwargs(settings.kafka))
         return 0
     if args.command == "kafka down":
         stopped = local.stop(root)
-        print("stopped the local Kafka" if stopped else f"no local Kafka was started from {root}")
+        if stopped:
+            print(f"stopped the local Kafka; its data stays in {root} (`kafka up --reset` wipes it)")
+        else:
+            print(f"no local Kafka was started from {root}")
         return 0
     if args.command == "kafka status":
-        cluster = local.LocalCluster.load(root)
-        if cluster is None:
-            print("not running")
-            return 1
-        print(f"running at {cluster.bootstrap_servers} (pids {', '.join(str(n.pid) for n in cluster.nodes)})")
-        return 0
+        return _status(root)
     raise AssertionError(args.command)
+
+
+def _status(root: Path) -> int:
+    """Running (0), or not (1): stopped, stopped unexpectedly, or never started; and whether data is kept."""
+    cluster = local.LocalCluster.load(root)
+    kept = f"; data kept in {root}" if local.has_data(root) else ""
+    if cluster is None:
+        print(f"not running{kept}")
+        return 1
+    gone = [n.pid for n in cluster.nodes if not local.is_running(n.pid, root)]
+    if gone:
+        print(f"not running: pid(s) {', '.join(map(str, gone))} exited{kept} (`prefstream kafka up` restarts it)")
+        return 1
+    print(f"running at {cluster.bootstrap_servers} (pids {', '.join(str(n.pid) for n in cluster.nodes)}{kept})")
+    return 0

@@ -48,4 +48,21 @@ def test_up_twice_reuses_then_down_stops(tmp_path: Path) -> None:
     finally:
         down = _cli("kafka", "down", env=env)
     assert down.returncode == 0 and "stopped the local Kafka" in down.stdout
-    assert _cli("kafka", "status", env=env).returncode == 1
+    status = _cli("kafka", "status", env=env)
+    assert status.returncode == 1 and "not running; data kept in" in status.stdout
+
+
+@pytest.mark.skipif(bool(os.environ.get("KAFKA_BOOTSTRAP_SERVERS")), reason="starts its own broker")
+def test_up_after_down_keeps_data_and_reset_wipes_it(tmp_path: Path) -> None:
+    """A second `kafka up` on a stopped broker's data says it kept it; `kafka up --reset` starts afresh."""
+    env = _env(tmp_path)
+    port = str(local.free_port())
+    try:
+        assert "(new data in" in _cli("kafka", "up", "--port", port, env=env).stdout
+        assert _cli("kafka", "down", env=env).returncode == 0
+        again = _cli("kafka", "up", "--port", port, env=env)
+        assert again.returncode == 0 and "started a local Kafka" in again.stdout and "(data kept in" in again.stdout
+        reset = _cli("kafka", "up", "--port", port, "--reset", env=env)
+        assert reset.returncode == 0 and "started a local Kafka" in reset.stdout and "(new data in" in reset.stdout
+    finally:
+        _cli("kafka", "down", env=env)

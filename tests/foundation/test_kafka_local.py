@@ -81,3 +81,49 @@ def test_three_node_cluster_survives_a_killed_node(tmp_path: Path) -> None:
         assert len(seen) == 30
     finally:
         local.stop(tmp_path, timeout=5)
+
+
+@pytest.mark.skipif(bool(os.environ.get("KAFKA_BOOTSTRAP_SERVERS")), reason="uses its own broker")
+def test_restart_keeps_topics_and_records_and_reset_wipes_them(tmp_path: Path) -> None:
+    """down then up on the same root keeps every topic and record; reset=True starts from empty storage."""
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+
+    def topics(bootstrap: str) -> set[str]:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        try:
+            return set(admin.list_topics())
+        finally:
+            admin.close()
+
+    def records(bootstrap: str) -> list[bytes]:
+        consumer = KafkaConsumer("kept", bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                 enable_auto_commit=False, consumer_timeout_ms=5000)  # fmt: skip
+        try:
+            return [m.value for m in consumer]
+        finally:
+            consumer.close()
+
+    first = local.start(tmp_path)
+    try:
+        assert not first.kept_data
+        admin = KafkaAdminClient(bootstrap_servers=first.bootstrap_servers)
+        admin.create_topics({"kept": {"num_partitions": 1, "replication_factor": 1}}, wait_for_metadata=True)
+        admin.close()
+        producer = KafkaProducer(bootstrap_servers=first.bootstrap_servers, acks="all")
+        producer.send("kept", key=b"k", value=b"still here").get(timeout=30)
+        producer.close()
+    finally:
+        assert local.stop(tmp_path)
+    assert local.has_data(tmp_path)
+
+    second = local.start(tmp_path)  # new (free) ports, same data
+    try:
+        assert second.kept_data and not second.reused
+        assert "kept" in topics(second.bootstrap_servers)
+        assert records(second.bootstrap_servers) == [b"still here"]
+        third = local.start(tmp_path, reset=True)  # stops the running broker, wipes, starts afresh
+        assert not third.kept_data and not third.reused
+        assert not local._alive(second.nodes[0].pid)
+        assert "kept" not in topics(third.bootstrap_servers)
+    finally:
+        local.stop(tmp_path)

@@ -78,12 +78,20 @@ class Scenario:
         return out
 
 
+def _content(p: Profile) -> tuple[object, ...]:
+    return (p.summary, p.events_applied, p.last_event_id, p.update_events)
+
+
 def versions_never_go_back(profiles: dict[str, list[Profile | None]]) -> dict[str, list[tuple[int, int] | None]]:
-    """Users whose published (epoch, version) sequence ever decreases or repeats: {user: sequence}."""
+    """Users whose published (epoch, version) sequence ever decreases, or repeats with a different profile:
+    {user: sequence}. A repeat of the same profile is allowed: after a crash or a move the new owner publishes
+    the current profile again, since the old owner's send may not have reached the broker; a result applied
+    again after a crash repeats the version with the same summary and events (only `updated_at` differs)."""
     bad = {}
     for user, history in profiles.items():
         keys = [None if p is None else p.order_key for p in history]
-        real = [k for k in keys if k is not None]
-        if any(b <= a for a, b in zip(real, real[1:], strict=False)):
+        real = [p for p in history if p is not None]
+        if any(b.order_key < a.order_key or (b.order_key == a.order_key and _content(b) != _content(a))
+               for a, b in zip(real, real[1:], strict=False)):  # fmt: skip
             bad[user] = keys
     return bad

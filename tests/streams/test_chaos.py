@@ -1,0 +1,34 @@
+"""Fault trials sized for CI (2 cores): crashes, a graceful stop, a worker joining and leaving, all under a
+steady stream of events; then exactly-once in effect is checked user by user (`tests/streams/chaos.py`).
+
+Longer soaks and the rebalance storm run from `bench/chaos.py`; their figures are in docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.streams.chaos import Trial, TrialPlan, summary_line
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+
+@pytest.mark.timeout(900)
+def test_crashes_under_load_lose_nothing_and_double_nothing(test_env: dict[str, str], tmp_path: Path) -> None:
+    """1,000 users, 12,000 events produced steadily; 5 kill -9s at seeded random moments (restarted on the same
+    data dir or an empty one, alternately), one graceful stop, a third worker joining and leaving: every valid
+    event is applied exactly once and in order, versions never go back, the dead letters are the malformed
+    events."""
+    duration = 12_000 / 150
+    plan = TrialPlan(users=1000, events=12_000, rate=150, faults=TrialPlan.crash_schedule(5, duration, seed=11))
+    trial = Trial(plan, test_env, tmp_path)
+    try:
+        report = trial.run()
+    finally:
+        trial.stop_all()
+    print("chaos:", summary_line(report), json.dumps(report.as_dict())[:2000])
+    assert sum(k.startswith("kill") for k in report.faults) == 5, report.faults
+    assert report.exact, (summary_line(report), report.details)
