@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "kafka fetch": ("prefstream.kafka.cli", "Fetch the pinned Kafka jars from Maven Central into the cache."),
     "topics ensure": ("prefstream.topics_cli", "Create missing topics; report mismatches."),
     "worker": ("streams.cli", "Run a stream worker (needs PREFSTREAM_MODEL_BACKEND)."),
+    "state migrate": ("streams.migrate", "Move the state of a release before 0.2.0 into the one state table."),
     "redrive": ("streams.redrive", "Retry the model updates of parked users."),
     "prompt": ("models.cli", "Print the exact chat messages the model would get for a JSONL file of events."),
     "demo": ("prefstream.demo", "End to end: broker, worker, sample events in, profiles printed."),

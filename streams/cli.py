@@ -3,7 +3,8 @@
 Start-up order (each step fails loudly, before the worker joins its consumer group):
 
 1. read the settings (`PREFSTREAM_MODEL_BACKEND` is required: no silent default);
-2. check the topics: create missing ones, refuse to start when a partition count changed or the
+2. refuse to start on state of a release before 0.2.0 that was not migrated (`check_state_layout`);
+   check the topics: create missing ones, refuse to start when a partition count changed or the
    profiles topic is not compacted (`prefstream.topics.check_topics`);
 3. build and start the model backend (ready means the backend is up);
 4. run the faust worker until SIGTERM/SIGINT; then in-flight updates are aborted (their events are
@@ -26,6 +27,32 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--data-dir", help="override PREFSTREAM_DATA_DIR")
 
 
+def check_state_layout(settings: Settings) -> None:
+    """Raise `UnmigratedStateError` when a legacy changelog (releases before 0.2.0) has records and the
+    state changelog has none: this release would start from empty state and rebuild nothing of it.
+    Offsets only (no record is read)."""
+    import structlog
+
+    from streams.errors import UnmigratedStateError
+    from streams.migrate import changelog_counts
+    from streams.topology import internal_topics, legacy_changelogs
+
+    counts = changelog_counts(settings)
+    legacy = {t: counts[t] for t in legacy_changelogs(settings) if counts.get(t)}
+    if not legacy:
+        return
+    state = internal_topics(settings)["state"]
+    if not counts.get(state):
+        found = ", ".join(f"{t} ({n} records)" for t, n in legacy.items())
+        raise UnmigratedStateError(
+            f"refusing to start: state of a release before 0.2.0 in {found} and none in {state}; stop every "
+            "worker, run `prefstream state migrate`, then start the workers (docs/reliability.md, 'Upgrading state')"
+        )
+    # Migrated: the legacy changelogs are no longer read, and a forget does not reach them.
+    structlog.get_logger(__name__).warning("legacy_changelogs_present", topics=sorted(legacy),
+                                           hint="delete them: prefstream state migrate --delete-legacy")  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> int:
     from models.backends import create_backend
     from prefstream import logs
@@ -45,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     settings.model.require_backend()
     logs.configure(settings.worker.log_format, settings.worker.log_level)
     (settings.worker.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+    check_state_layout(settings)
     check_topics(settings, extra=internal_topic_specs(settings))
     backend = create_backend(settings)
     loop = asyncio.new_event_loop()

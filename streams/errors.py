@@ -5,7 +5,8 @@
         ├── PartitionCountChanged    a topic's partition count differs from PREFSTREAM_PARTITIONS
         ├── InternalRecordError      an internal record (repartition, result, command) cannot be read
         ├── IncompatibleLibraryError faust changed under a fix prefstream applies to it
-        └── UnmigratedStateError     state written by an older release needs `prefstream state migrate`
+        ├── UnmigratedStateError     state written by an older release needs `prefstream state migrate`
+        └── MigrationRefused         `prefstream state migrate` will not run now (workers up, already migrated)
 
 Per-event problems never raise out of the agent: invalid events go to the dead-letter topic, failed
 model updates become failure records. Only these fatal conditions stop the worker.
@@ -42,3 +43,7 @@ class IncompatibleLibraryError(StreamsError):
 
 class UnmigratedStateError(StreamsError):
     """The worker found state of an older layout that has not been migrated."""
+
+
+class MigrationRefused(StreamsError):
+    """`prefstream state migrate` refuses to run: it could lose or overwrite state (`streams.migrate`)."""

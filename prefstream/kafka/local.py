@@ -259,6 +259,9 @@ def _properties(
         "share.coordinator.state.topic.min.isr": 2 if rf >= 3 else 1,
         "group.initial.rebalance.delay.ms": 0,
         "log.cleaner.backoff.ms": 1000,
+        # How often time-based retention is enforced (Kafka's default: 5 min); it adds to every retention
+        # bound in docs/streams.md ("Forget"). Short here so the erasure test sees short retentions work.
+        "log.retention.check.interval.ms": 5000,
     }
     if security is not None:
         lines.update(_security_properties(node, security[1], security[0]))
