@@ -129,22 +129,31 @@ def compare(spec: TopicSpec, partitions: int, configs: dict[str, str]) -> TopicR
 
 def ensure(specs: list[TopicSpec], kafka: KafkaSettings) -> list[TopicReport]:
     """Create missing topics; report the state of existing ones. Never alters an existing topic."""
+    from kafka.errors import TopicAlreadyExistsError
+
     with admin_client(kafka) as admin:
         names = [s.name for s in specs]
         existing = _existing(admin, names)
         missing = [s for s in specs if s.name not in existing]
         if missing:
-            admin.create_topics(  # type: ignore[attr-defined]
-                {
-                    s.name: {
-                        "num_partitions": s.partitions,
-                        "replication_factor": s.replication_factor,
-                        "configs": s.configs,
-                    }
-                    for s in missing
-                },
-                wait_for_metadata=True,
-            )
+            try:
+                admin.create_topics(  # type: ignore[attr-defined]
+                    {
+                        s.name: {
+                            "num_partitions": s.partitions,
+                            "replication_factor": s.replication_factor,
+                            "configs": s.configs,
+                        }
+                        for s in missing
+                    },
+                    wait_for_metadata=True,
+                )
+            except TopicAlreadyExistsError:
+                # Another worker starting at the same moment created some of them: check what it made.
+                existing = _existing(admin, names)
+                missing = [s for s in missing if s.name not in existing]
+                if missing:
+                    raise
         present = [s for s in specs if s.name in existing]
         configs = _configs(admin, [s.name for s in present])
     reports = [TopicReport(s.name, "created") for s in missing]

@@ -231,20 +231,26 @@ class FoldScheduler:
 
     # --- one request ----------------------------------------------------------------------------
 
-    def _build(self, user_id: str, request_id: str) -> tuple[UpdateRequest, tuple[str, ...], int] | None:
-        """Read the user's state and build the request (synchronous: one consistent snapshot)."""
+    def _build(self, user_id: str, request_id: str) -> tuple[UpdateRequest, tuple[str, ...], int, str] | None:
+        """Read the user's state and build the request (synchronous: one consistent snapshot). The last item
+        names why the prompt could not be measured ("" when it could): that request fails without a model
+        call, so it is counted, degraded and parked like any failure instead of stranding the user."""
         meta, pending, profile = self.read_state(user_id)
         if pending is None or pending.epoch != meta.epoch or not pending.events or meta.parked:
             return None
         summary = profile.summary if profile is not None and profile.epoch == meta.epoch else None
         evidence = tuple(e.evidence for e in pending.events)
         limit = min(self.policy.max_events, meta.batch_cap) if meta.batch_cap else self.policy.max_events
-        n = select_batch(
-            len(evidence),
-            limit,
-            self.policy.token_budget,
-            lambda k: self.backend.count_prompt_tokens(summary, evidence[:k]),
-        )
+        problem = ""
+        try:
+            n = select_batch(
+                len(evidence),
+                limit,
+                self.policy.token_budget,
+                lambda k: self.backend.count_prompt_tokens(summary, evidence[:k]),
+            )
+        except Exception as exc:  # a tokenizer bug: fail this request, not the scheduler
+            n, problem = min(len(evidence), limit), f"count_prompt_tokens raised {type(exc).__name__}"
         request = UpdateRequest(
             request_id=request_id,
             user_id=user_id,
@@ -254,19 +260,25 @@ class FoldScheduler:
             evidence=evidence[:n],
             degraded=degraded(meta, self.plan),
         )
-        return request, tuple(e.event_id for e in pending.events[:n]), meta.attempts + 1
+        return request, tuple(e.event_id for e in pending.events[:n]), meta.attempts + 1, problem
 
     async def _request(self, user_id: str, inf: InFlight) -> None:
         built = self._build(user_id, inf.request_id)
         if built is None:
             self.complete(user_id, inf.request_id)
             return
-        request, event_ids, attempt = built
+        request, event_ids, attempt, problem = built
         requested = now_ms()
         started = time.monotonic()
         self.running += 1
         try:
-            outcome = await self._call(request)
+            if problem:
+                log.error("request_unbuildable", request_id=inf.request_id, error=problem)
+                reason = FailureReason.ENGINE_ERROR.value
+                outcome: UpdateSuccess | UpdateFailure = UpdateFailure(request_id=request.request_id, reason=reason,
+                                                                       message=problem)  # fmt: skip
+            else:
+                outcome = await self._call(request)
         finally:
             self.running -= 1
             self._wake.set()

@@ -106,3 +106,30 @@ def test_revoked_partition_aborts_its_requests_and_user_stays_single_flight() ->
     sched = asyncio.run(go())
     assert [u for e, u in backend.log if e == "start"].count("a") == 1
     assert sched.metrics.requests_aborted.labels("revoked")._value.get() == 1
+
+
+class BrokenTokenizer(SlowPerUser):
+    """A backend whose prompt measurement raises (a tokenizer bug)."""
+
+    def count_prompt_tokens(self, previous_summary: str | None, evidence: tuple[Evidence, ...]) -> int:
+        raise RuntimeError("tokenizer bug")
+
+
+def test_a_request_whose_prompt_cannot_be_measured_fails_instead_of_stranding_the_user() -> None:
+    """If count_prompt_tokens raises while a request is built, the model is not called and a failure result
+    (engine_error) is sent, so the user's attempt is counted (and it will degrade and park) instead of its
+    slot staying taken forever."""
+    backend = BrokenTokenizer({"u": 0.0})
+
+    async def go() -> list[FoldResult]:
+        sched, sent = make(backend, {"u": 0})
+        task = asyncio.create_task(sched.run())
+        while not sent:
+            await asyncio.sleep(0.01)
+        await sched.stop()
+        await asyncio.gather(task, return_exceptions=True)
+        return sent
+
+    sent = asyncio.run(go())
+    assert backend.log == []  # the model was never called
+    assert sent[0].outcome.reason == "engine_error" and sent[0].event_ids == ("u-1",)
