@@ -47,9 +47,10 @@ def _usage():  # type: ignore[no-untyped-def]
     return Usage(prompt_tokens=1, completion_tokens=1, latency_s=0.0)
 
 
-def make(backend: LedgerBackend, users: dict[str, int]) -> tuple[FoldScheduler, list[FoldResult]]:
-    states = {u: (st.Meta(), st.Pending(epoch=1, events=(st.PendingEvent(event_id=f"{u}-1", evidence=Evidence(event_id=f"{u}-1"),
-              ts_ms=0, produced_ms=0, accepted_ms=0, tokens=1),)), None) for u in users}  # fmt: skip
+def make(backend: LedgerBackend, users: dict[str, int], events: int = 1) -> tuple[FoldScheduler, list[FoldResult]]:
+    states = {u: (st.Meta(), st.Pending(epoch=1, events=tuple(st.PendingEvent(event_id=f"{u}-{i}",
+              evidence=Evidence(event_id=f"{u}-{i}"), ts_ms=0, produced_ms=0, accepted_ms=0, tokens=1)
+              for i in range(1, events + 1))), None) for u in users}  # fmt: skip
     sent: list[FoldResult] = []
 
     async def send(partition: int, result: FoldResult) -> None:
@@ -122,7 +123,7 @@ def test_a_request_whose_prompt_cannot_be_measured_fails_instead_of_stranding_th
     backend = BrokenTokenizer({"u": 0.0})
 
     async def go() -> list[FoldResult]:
-        sched, sent = make(backend, {"u": 0})
+        sched, sent = make(backend, {"u": 0}, events=2)  # one event is never measured: it is always tried
         task = asyncio.create_task(sched.run())
         while not sent:
             await asyncio.sleep(0.01)
@@ -132,4 +133,4 @@ def test_a_request_whose_prompt_cannot_be_measured_fails_instead_of_stranding_th
 
     sent = asyncio.run(go())
     assert backend.log == []  # the model was never called
-    assert sent[0].outcome.reason == "engine_error" and sent[0].event_ids == ("u-1",)
+    assert sent[0].outcome.reason == "engine_error" and sent[0].event_ids == ("u-1", "u-2")
