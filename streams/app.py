@@ -219,13 +219,16 @@ class StreamApp:
         kind, start = self.tracker.classify(record)
         source = self.roles[record.topic]
         if kind == "gap":
-            recovered, empty = await fill_gap(self.gaps, record, start, self._dispatch_next)
+            filled = await fill_gap(self.gaps, record, start, self._dispatch_next)
             self._ack_offsets(record.topic, record.partition, range(start, record.offset))
-            self.metrics.offset_gaps.labels(source).inc()
-            self.metrics.gap_records_recovered.labels(source).inc(recovered)
-            self.metrics.gap_offsets_empty.labels(source).inc(empty)
+            m = self.metrics
+            m.offset_gaps.labels(source).inc()
+            m.gap_records_recovered.labels(source).inc(filled.recovered)
+            m.gap_offsets_empty.labels(source).inc(filled.empty)
+            m.gap_offsets_expired.labels(source).inc(filled.expired)
             log.warning("offset_gap_resolved", source=source, partition=record.partition, start=start,
-                        end=record.offset, recovered=recovered, empty=empty)  # fmt: skip
+                        end=record.offset, recovered=filled.recovered, empty=filled.empty,
+                        expired=filled.expired)  # fmt: skip
         elif kind == "replay":
             self.metrics.records_replayed.labels(source).inc()
         await self._dispatch(record, replay=kind == "replay")

@@ -64,8 +64,12 @@ class Apply:
         command = decode_command(raw)
         if isinstance(command, FoldResult):
             await self._apply(command, partition, replay=replay)
-        elif isinstance(command, Redrive) and not replay:
-            self._redrive(command, partition)
+        elif isinstance(command, Redrive):
+            if replay:  # done already: only its writes are made again (see `Store.rewrite_user`)
+                for user_id in command.user_ids:
+                    self.store.rewrite_user(user_id)
+            else:
+                self._redrive(command, partition)
         self.scheduler.result_seen(partition, offset)
 
     async def _apply(self, result: FoldResult, partition: int, *, replay: bool) -> None:

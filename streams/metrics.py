@@ -122,6 +122,12 @@ class StreamMetrics:
             "Skipped offsets confirmed to hold no record (transaction markers, compaction), by source.",
             ["source"], registry=r,
         )
+        self.gap_offsets_expired = Counter(
+            "prefstream_gap_offsets_expired",
+            "Skipped offsets the topic's retention had deleted before they could be read back, by source: events "
+            "lost to retention while their partition had no owner for longer than the retention.",
+            ["source"], registry=r,
+        )
         self.records_replayed = Counter(
             "prefstream_records_replayed",
             "Source records the state already included, processed again after a restart or rebalance, by source.",

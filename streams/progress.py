@@ -31,7 +31,7 @@ from streams.store import SourceProgress, Store
 
 log = structlog.get_logger(__name__)
 
-__all__ = ["GapReader", "SourceRecord", "SourceTracker"]
+__all__ = ["GapFilled", "GapReader", "SourceRecord", "SourceTracker", "fill_gap"]
 
 Kind = Literal["next", "replay", "gap"]
 
@@ -119,8 +119,9 @@ class GapReader:
         self._lock = asyncio.Lock()
         self.timeout_s = timeout_s
 
-    async def read(self, topic: str, partition: int, start: int, end: int) -> list[SourceRecord]:
-        """Every record with `start <= offset < end`; offsets missing from the answer have no record.
+    async def read(self, topic: str, partition: int, start: int, end: int) -> tuple[list[SourceRecord], int]:
+        """Every record with `start <= offset < end` (offsets missing from the answer have no record), and how
+        many offsets of the range the topic's retention had already deleted (below its log start).
 
         Raises TimeoutError if the broker does not deliver up to `end` in time (the agent then stops
         rather than step over what it could not read)."""
@@ -130,6 +131,9 @@ class GapReader:
             consumer = await self._started()
             tp = TopicPartition(topic, partition)
             consumer.assign([tp])
+            log_start = (await consumer.beginning_offsets([tp]))[tp]
+            expired = max(0, min(end, log_start) - start)
+            start = max(start, log_start)
             consumer.seek(tp, start)
             found: list[SourceRecord] = []
             async with asyncio.timeout(self.timeout_s):
@@ -138,7 +142,7 @@ class GapReader:
                     for r in batch.get(tp, ()):
                         if start <= r.offset < end:
                             found.append(SourceRecord(topic, partition, r.offset, r.key, r.value, r.timestamp))
-            return found
+            return found, expired
 
     async def _started(self) -> Any:
         if self._consumer is None:
@@ -153,13 +157,18 @@ class GapReader:
             await consumer.stop()
 
 
+@dataclass(frozen=True)
+class GapFilled:
+    recovered: int  # records read back and processed
+    empty: int  # offsets confirmed to hold no record (transaction markers, compaction)
+    expired: int  # offsets the topic's retention deleted before they could be read (lost to retention)
+
+
 async def fill_gap(
     reader: GapReader, record: SourceRecord, start: int, process: Callable[[SourceRecord], Awaitable[None]]
-) -> tuple[int, int]:
-    """Read offsets [start, record.offset) and process each record found, in order.
-
-    Returns (records recovered, offsets confirmed empty)."""
-    found = await reader.read(record.topic, record.partition, start, record.offset)
+) -> GapFilled:
+    """Read offsets [start, record.offset) and process each record found, in order."""
+    found, expired = await reader.read(record.topic, record.partition, start, record.offset)
     for missing in found:
         await process(missing)
-    return len(found), (record.offset - start) - len(found)
+    return GapFilled(len(found), (record.offset - start) - len(found) - expired, expired)

@@ -24,7 +24,6 @@ from typing import Any
 
 from models.backends.ledger import parse_ledger
 from schemas.deadletter import parse_dead_letter_headers
-from streams.partitioning import partition_for
 from tests.streams.harness import CI_WORKER_ENV, ProfileLog, Producer, TopicReader, Worker, trace_user, wait_for
 from tests.streams.scenario import MALFORMED, Scenario, versions_never_go_back
 
@@ -161,8 +160,6 @@ class Trial:
         profiles = ProfileLog(bootstrap, env["PREFSTREAM_PROFILES_TOPIC"])
         users = [f"c{i:04d}" for i in range(plan.users)]
         rng = random.Random(plan.seed)
-        duration = plan.events / plan.rate
-        produced = threading.Event()
 
         def produce() -> None:
             start = time.monotonic()
@@ -178,7 +175,6 @@ class Trial:
                 if delay > 0:
                     time.sleep(delay)
             producer.flush()
-            produced.set()
 
         report = TrialReport(users=plan.users)
         t0 = time.monotonic()
@@ -212,7 +208,7 @@ class Trial:
         return report
 
     def _judge(self, sc: Scenario, profiles: ProfileLog, report: TrialReport, wall0: float) -> None:
-        plan, env = self.plan, self.env
+        env = self.env
         report.events = sum(len(v) for v in sc.expected.values())
         report.malformed = len(sc.malformed_sent)
         report.faults = [kind for _, kind in self.fault_times]
@@ -284,4 +280,4 @@ def summary_line(report: TrialReport) -> str:
     )
 
 
-__all__ = ["Fault", "Trial", "TrialPlan", "TrialReport", "partition_for", "summary_line"]
+__all__ = ["Fault", "Trial", "TrialPlan", "TrialReport", "summary_line"]

@@ -32,3 +32,30 @@ def test_crashes_under_load_lose_nothing_and_double_nothing(test_env: dict[str, 
     print("chaos:", summary_line(report), json.dumps(report.as_dict())[:2000])
     assert sum(k.startswith("kill") for k in report.faults) == 5, report.faults
     assert report.exact, (summary_line(report), report.details)
+
+
+@pytest.mark.timeout(600)
+def test_a_broker_crash_mid_run_loses_nothing(test_env: dict[str, str], tmp_path: Path) -> None:
+    """The single-node broker is killed (-9) and restarted on its data mid-run, twice: the workers recover by
+    themselves (no restart) and every valid event is applied exactly once, in order."""
+    from prefstream.kafka import local
+    from tests.streams.chaos import Fault
+
+    with local.running(tmp_path / "kafka") as cluster:
+        state = {"cluster": cluster}
+
+        def restart_broker() -> None:
+            current = state["cluster"]
+            local.stop_node(current, current.nodes[0], kill=True)
+            state["cluster"] = local.restart_node(current, current.nodes[0])
+
+        env = {**test_env, "KAFKA_BOOTSTRAP_SERVERS": cluster.bootstrap_servers}
+        plan = TrialPlan(users=300, events=4500, rate=150, faults=(Fault(10.0, "broker-restart"), Fault(20.0, "broker-restart")))
+        trial = Trial(plan, env, tmp_path, broker_restart=restart_broker)
+        try:
+            report = trial.run()
+        finally:
+            trial.stop_all()
+    print("chaos:", summary_line(report), json.dumps(report.as_dict())[:2000])
+    assert report.faults == ["broker-restart", "broker-restart"]
+    assert report.exact, (summary_line(report), report.details)

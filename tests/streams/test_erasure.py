@@ -136,7 +136,6 @@ def test_forgotten_text_is_gone_everywhere(env: dict[str, str], workers: list[Wo
     marker = f"ERASEME{uuid.uuid4().hex[:12]}"
     raw_marker = marker.encode()
     victim = user_on(0, "victim")
-    part = partition_for(victim, PARTITIONS)
     neighbours = {p: user_on(p, f"neighbour{p}-") for p in range(PARTITIONS)}
     producer = Producer(bootstrap, env["PREFSTREAM_EVENTS_TOPIC"], PARTITIONS)
     profiles = ProfileLog(bootstrap, env["PREFSTREAM_PROFILES_TOPIC"])

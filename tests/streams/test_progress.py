@@ -64,7 +64,7 @@ async def read_all(bootstrap: str, topic: str) -> list[SourceRecord]:
 
         consumer = await reader._started()
         end = (await consumer.end_offsets([TopicPartition(topic, 0)]))[TopicPartition(topic, 0)]
-        return await reader.read(topic, 0, 0, end)
+        return (await reader.read(topic, 0, 0, end))[0]
     finally:
         await reader.aclose()
 
@@ -136,11 +136,42 @@ async def test_offsets_without_records_are_confirmed_empty(
     assert [r.offset for r in records] == [0, 2, 4]  # 1, 3 and 5 are commit markers
     reader = reader_for(kafka_bootstrap)
     try:
-        recovered, empty = await fill_gap(reader, records[2], 1, _never)
+        filled = await fill_gap(reader, records[2], 1, _never)
     finally:
         await reader.aclose()
-    assert recovered == 1 and empty == 2  # offset 2 is a record (processed), 1 and 3 are markers
+    assert (filled.recovered, filled.empty, filled.expired) == (1, 2, 0)  # offset 2 is a record, 1 and 3 markers
 
 
 async def _never(record: SourceRecord) -> None:
     assert record.offset == 2, f"only offset 2 holds a record, got {record.offset}"
+
+
+async def test_offsets_deleted_by_retention_are_counted_not_read(
+    kafka_bootstrap: str, kafka_topics: Callable[..., str], unique_name: Callable[[str], str]
+) -> None:
+    """A gap reaching below the log start (retention deleted those records while the partition had no owner)
+    is read from the log start on; the deleted offsets are counted as expired instead of failing the worker."""
+    from aiokafka import TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+
+    topic = kafka_topics(unique_name("expired"))
+    await produce(kafka_bootstrap, topic, [f"m{i}".encode() for i in range(10)])
+    records = await read_all(kafka_bootstrap, topic)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_records({TopicPartition(topic, 0): RecordsToDelete(before_offset=5)})
+    finally:
+        await admin.close()
+    seen: list[int] = []
+
+    async def process(record: SourceRecord) -> None:
+        seen.append(record.offset)
+
+    reader = reader_for(kafka_bootstrap)
+    try:
+        filled = await fill_gap(reader, records[8], 2, process)
+    finally:
+        await reader.aclose()
+    assert seen == [5, 6, 7]
+    assert (filled.recovered, filled.empty, filled.expired) == (3, 0, 3)
