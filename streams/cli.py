@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import faulthandler
 import sys
 
 from prefstream.settings import Settings
@@ -70,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         worker_settings = dataclasses.replace(worker_settings, data_dir=Path(args.data_dir))
     settings = dataclasses.replace(settings, worker=worker_settings)
     settings.model.require_backend()
+    # A native crash (RocksDB, a C extension) would otherwise end the process without a word.
+    faulthandler.enable()
     logs.configure(settings.worker.log_format, settings.worker.log_level)
     (settings.worker.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     check_state_layout(settings)

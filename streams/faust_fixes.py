@@ -1,50 +1,75 @@
-"""A fix for faust-streaming's consumer: a commit never passes over a message that was not processed.
+"""Fixes for faust-streaming's consumer: no message is stepped over, in a stream or in a table's restore.
 
-The defect (faust-streaming 0.15.3, `faust/transport/consumer.py`; reproduction and upstream patch in
-docs/reliability.md): when a rebalance stops the flow while the drain loop is delivering message N,
-`Consumer._drain_messages` abandons N but records it as read, the following messages of the batch
-are delivered and acked, and `Consumer._new_offset` lets the commit pass over exactly one unacked
-offset at the head (`min(acked) - committed > 1`; and no check at all when the committed offset is 0).
-N is then committed without ever reaching an agent.
+Two defects of faust-streaming 0.15.3 (`faust/transport/consumer.py`; reproductions and upstream patches
+in docs/reliability.md), both about records the consumer took from the fetcher but never delivered:
 
-The fix makes the head check exact: nothing is committed while the committed offset itself is
-neither acked nor a known gap. The abandoned message is then read again from the committed offset
-by the seek every rebalance ends with (`Recovery._resume_streams` -> `perform_seek`), and the
-worker's own offset tracking (`streams.progress`) processes it at once when it sees the jump.
+1. **A commit passes over an abandoned message.** When a rebalance stops the flow while the drain loop
+   is delivering message N, `Consumer._drain_messages` abandons N but records it as read; the following
+   messages are delivered and acked, and `Consumer._new_offset` lets the commit pass over exactly one
+   unacked offset at the head (`min(acked) - committed > 1`; no check at all when the committed offset
+   is 0). Fix: the head check is exact (`exact_head_commit`).
+2. **A fetched batch is dropped without rewinding.** `Consumer.getmany` stops handing out a fetched batch
+   when the flow stops or the consumer generation changes, and never hands out records of partitions it
+   considers inactive; the fetcher's position has already moved past them. Stream partitions are sought
+   back to the committed offset when the rebalance ends, but a changelog partition being restored is
+   not: its restore silently misses those records, and the worker then serves a state older than the
+   changelog (seen as whole users reset to an empty profile). Fix: after each batch, every partition
+   with records that were not handed out, or whose delivery a flow stop may have abandoned, is sought
+   back to the first such record (`rewind_undelivered`). A record delivered twice is harmless: a stream
+   replay is recognised by `streams.progress`, and a changelog restore applies records in offset order.
 
-It wraps the library's method instead of copying it, so a faust upgrade keeps its own changes;
-`install()` refuses to run against a faust whose consumer no longer has the state it reads, and
-`tests/streams/test_faust_fixes.py` fails if an upgrade brings the loss back.
+Both wrap the library's methods instead of copying them, so a faust upgrade keeps its own changes;
+`install()` refuses to run against a faust that no longer has what they wrap, and
+`tests/streams/test_faust_fixes.py` fails if an upgrade brings a loss back.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
+
+import structlog
 
 from streams.errors import IncompatibleLibraryError
 
-__all__ = ["install", "installed"]
+log = structlog.get_logger(__name__)
 
-_MARK = "_prefstream_exact_head"
-_CONSUMER_STATE = ("_acked", "_committed_offset", "_gap")
+__all__ = ["exact_head_commit", "install", "installed", "rewind_undelivered"]
+
+_MARK = "_prefstream_fixed"
+_STOPS = "_prefstream_flow_stops"
+_FETCHED = "_prefstream_fetched"
 
 
 def installed() -> bool:
     from faust.transport.consumer import Consumer
 
-    return bool(getattr(Consumer._new_offset, _MARK, False))
+    return all(getattr(getattr(Consumer, name), _MARK, False) for name in ("_new_offset", "getmany"))
 
 
 def install() -> None:
-    """Patch faust's `Consumer._new_offset` (idempotent). Call before the app's consumer commits."""
+    """Patch faust's consumer (idempotent). Call before the app's consumer starts."""
     from faust.transport.consumer import Consumer
 
-    original = getattr(Consumer, "_new_offset", None)
-    if original is None:
-        raise IncompatibleLibraryError("faust Consumer._new_offset is gone: re-check streams/faust_fixes.py")
-    if getattr(original, _MARK, False):
+    for name in ("_new_offset", "getmany", "_wait_next_records", "stop_flow", "seek_wait", "assignment"):
+        if not callable(getattr(Consumer, name, None)):
+            raise IncompatibleLibraryError(f"faust Consumer.{name} is gone: re-check streams/faust_fixes.py")
+    if installed():
         return
+    Consumer._new_offset = exact_head_commit(Consumer._new_offset)
+    Consumer._wait_next_records = _remember_fetched(Consumer._wait_next_records)
+    Consumer.stop_flow = _count_flow_stops(Consumer.stop_flow)
+    Consumer.getmany = rewind_undelivered(Consumer.getmany)
+
+
+def _marked(fn: Any) -> Any:
+    setattr(fn, _MARK, True)
+    return fn
+
+
+def exact_head_commit(original: Any) -> Any:
+    """`_new_offset` that commits nothing while the committed offset itself was never processed."""
 
     @functools.wraps(original)
     def _new_offset(self: Any, tp: Any) -> int | None:
@@ -59,5 +84,63 @@ def install() -> None:
         result: int | None = original(self, tp)
         return result
 
-    setattr(_new_offset, _MARK, True)
-    Consumer._new_offset = _new_offset
+    return _marked(_new_offset)
+
+
+def _remember_fetched(original: Any) -> Any:
+    @functools.wraps(original)
+    async def _wait_next_records(self: Any, timeout: float) -> Any:
+        records, active = await original(self, timeout)
+        setattr(self, _FETCHED, records)  # the batch `getmany` is about to hand out
+        return records, active
+
+    return _wait_next_records
+
+
+def _count_flow_stops(original: Any) -> Any:
+    @functools.wraps(original)
+    def stop_flow(self: Any) -> None:
+        setattr(self, _STOPS, getattr(self, _STOPS, 0) + 1)
+        original(self)
+
+    return stop_flow
+
+
+def rewind_undelivered(original: Any) -> Any:
+    """`getmany` that, once a batch is done, seeks each partition back to its first record that was not
+    handed out (or whose delivery a flow stop may have cut short), so the fetcher reads it again."""
+
+    @functools.wraps(original)
+    async def getmany(self: Any, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
+        setattr(self, _FETCHED, None)
+        handed: dict[Any, int] = {}  # per partition: how many of the batch's records were handed out
+        suspect: dict[Any, int] = {}  # per partition: the first handed-out offset a flow stop may have cut
+        async for tp, message in original(self, timeout):
+            stops = getattr(self, _STOPS, 0)
+            yield tp, message
+            # The drain loop is done with `message`; had the flow stopped meanwhile, it may have abandoned it.
+            if getattr(self, _STOPS, 0) != stops:
+                suspect.setdefault(tp, message.offset)
+            handed[tp] = handed.get(tp, 0) + 1
+        await _rewind(self, getattr(self, _FETCHED, None) or {}, handed, suspect)
+
+    return _marked(getmany)
+
+
+async def _rewind(consumer: Any, fetched: Mapping[Any, list[Any]], handed: dict[Any, int], suspect: dict[Any, int]) -> None:
+    targets = dict(suspect)
+    for tp, records in fetched.items():
+        n = handed.get(tp, 0)
+        if n < len(records):
+            offset = records[n].offset
+            targets[tp] = min(offset, targets.get(tp, offset))
+    if not targets:
+        return
+    assigned = consumer.assignment()
+    targets = {tp: offset for tp, offset in targets.items() if tp in assigned}
+    for tp, offset in targets.items():
+        log.info("consumer_rewound", topic=tp.topic, partition=tp.partition, offset=offset)
+    if targets:
+        # `seek_wait`, not `seek`: the aiokafka consumer lives on faust's consumer thread, and only this call
+        # runs the seek there (faust's own recovery seeks this way); it also resets faust's read offsets.
+        await consumer.seek_wait(targets)

@@ -84,6 +84,7 @@ class TrialReport:
     gaps_resolved: int = 0
     records_recovered: int = 0
     events_per_s_during_faults: float = 0.0
+    unexpected_exits: list[str] = field(default_factory=list)  # workers that stopped without being told to
     details: str = ""
 
     def as_dict(self) -> dict[str, Any]:
@@ -91,7 +92,8 @@ class TrialReport:
 
     @property
     def exact(self) -> bool:
-        return not (self.lost or self.doubled or self.out_of_order_users or self.versions_backwards_users) and (
+        return not (self.lost or self.doubled or self.out_of_order_users or self.versions_backwards_users
+                    or self.unexpected_exits) and (
             self.dead_letters - self.dead_letter_repeats == self.malformed
         )
 
@@ -108,6 +110,7 @@ class Trial:
         self.workers: dict[str, Worker] = {}
         self.generation = 0
         self.fault_times: list[tuple[float, str]] = []
+        self.unexpected: list[str] = []
 
     # --- workers ------------------------------------------------------------------------------------
 
@@ -124,7 +127,19 @@ class Trial:
         live = sorted(n for n, w in self.workers.items() if w.alive())
         return rng.choice(live) if len(live) > 1 else None
 
+    def _any_alive(self) -> bool:
+        return any(w.alive() for w in self.workers.values())
+
+    def _check_exits(self) -> None:
+        """Record (and forget) workers that exited although no fault told them to."""
+        for name, worker in list(self.workers.items()):
+            if not worker.alive():
+                rc = worker.proc.returncode if worker.proc is not None else None
+                self.unexpected.append(f"{name} rc={rc} at {time.strftime('%H:%M:%S')}: {worker.tail(3)[-600:]}")
+                del self.workers[name]
+
     def _inject(self, fault: Fault, rng: random.Random) -> None:
+        self._check_exits()
         kind = fault.kind
         if kind in ("kill-same-dir", "kill-empty-dir", "stop", "leave"):
             name = self._victim(rng)
@@ -189,20 +204,25 @@ class Trial:
             self._inject(fault, fault_rng)
         thread.join()
         report.produce_s = round(time.monotonic() - t0, 1)
+        self._check_exits()
         for worker in self.workers.values():
             worker.wait_ready(START_TIMEOUT_S)
         settle_start = time.monotonic()
 
         def state() -> object:
+            self._check_exits()
             wrong = sc.mismatches(profiles.by_user)
             traces = [trace_user(env, u, plan.partitions) for u in list(wrong)[:2]]
             return len(wrong), list(wrong.items())[:3], "\n".join(traces), {n: w.tail(5) for n, w in self.workers.items()}
 
         try:
-            wait_for(lambda: not sc.mismatches(profiles.poll()), plan.settle_timeout_s, "profiles settled", state)
+            wait_for(lambda: not sc.mismatches(profiles.poll()) or not self._any_alive(), plan.settle_timeout_s,
+                     "profiles settled", state)  # fmt: skip
         except AssertionError as exc:
             report.details = str(exc)[:4000]
         report.settle_s = round(time.monotonic() - settle_start, 1)
+        self._check_exits()
+        report.unexpected_exits = list(self.unexpected)
         profiles.poll()
         self._judge(sc, profiles, report, wall0)
         return report
