@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -54,6 +55,7 @@ def main() -> int:
     ap.add_argument("--nodes", type=int, default=1, choices=(1, 3), help="broker: cluster size")
     ap.add_argument("--restarts", type=int, default=2, help="broker: broker restarts (kill -9 of one node)")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--keep", action="store_true", help="keep the work dir (worker logs) and print its path")
     args = ap.parse_args()
 
     duration = args.events / args.rate
@@ -65,7 +67,9 @@ def main() -> int:
     extra = (("PREFSTREAM_REPLICATION_FACTOR", "3"),) if args.nodes == 3 else ()
     plan = TrialPlan(users=args.users, events=args.events, rate=args.rate, partitions=args.partitions,
                      faults=faults, seed=args.seed, extra_env=extra)  # fmt: skip
-    with tempfile.TemporaryDirectory(prefix="prefstream-chaos-") as tmp, local.running(Path(tmp) / "kafka", nodes=args.nodes) as cluster:
+    workdir = tempfile.mkdtemp(prefix="prefstream-chaos-")
+    with local.running(Path(workdir) / "kafka", nodes=args.nodes) as cluster:
+        tmp = workdir
         token = uuid.uuid4().hex[:8]
         env = {
             "KAFKA_BOOTSTRAP_SERVERS": cluster.bootstrap_servers,
@@ -88,6 +92,10 @@ def main() -> int:
             report = trial.run()
         finally:
             trial.stop_all()
+    if args.keep:
+        print(f"work dir kept: {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
     rec = report.recovery_s
     print(f"chaos {args.kind}: {summary_line(report)}")
     if rec:

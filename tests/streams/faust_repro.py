@@ -2,7 +2,7 @@
 
 Run as a subprocess (faust keeps process-global state):
 
-    python -m tests.streams.faust_repro BOOTSTRAP TOPIC GROUP [--patched | --exact-head-only]
+    python -m tests.streams.faust_repro BOOTSTRAP TOPIC GROUP [--generation] [--patched | --exact-head-only]
 
 It produces `COUNT` records to a one-partition topic, then runs a plain faust agent over it and
 replays, at a chosen offset, the interleaving a real rebalance produces:
@@ -58,8 +58,12 @@ def _app(bootstrap: str, group: str) -> Any:
     )  # fmt: skip
 
 
-def run(bootstrap: str, topic_name: str, group: str) -> dict[str, Any]:
-    """Replay the interleaving; return what the agent saw and the offset the group committed."""
+def run(bootstrap: str, topic_name: str, group: str, scenario: str = "abandon") -> dict[str, Any]:
+    """Replay the interleaving; return what the agent saw and the offset the group committed.
+
+    `abandon`: the drain loop abandons one delivery (module docstring). `generation`: the consumer
+    generation changes while a fetched batch is being handed out (a rebalance completing meanwhile):
+    `Consumer.getmany` drops the rest of the batch, and the fetcher's position is already past it."""
     import faust
     from faust.types import TP
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -79,6 +83,8 @@ def run(bootstrap: str, topic_name: str, group: str) -> dict[str, Any]:
 
     def on_read_offset(tp: Any, offset: int) -> None:
         consumer = app.consumer
+        if scenario != "abandon":
+            return
         if offset == DROP - 1 and not steps:
             # A rebalance starts while the drain loop holds the batch: flow control is suspended at once,
             # so the next delivery blocks on it, and the consumer's flow stops right after (the revoke
@@ -100,7 +106,11 @@ def run(bootstrap: str, topic_name: str, group: str) -> dict[str, Any]:
     async def driver() -> None:
         consumer = app.consumer
         tp = TP(topic_name, 0)
-        for _ in range(1200):  # until the last message is acked (faust acks it when the next one is awaited)
+        for _ in range(1200):  # until the interleaving was replayed (the group join comes first)
+            if steps:
+                break
+            await asyncio.sleep(0.05)
+        for _ in range(200):  # then until the last message is acked (faust acks it when the next one is awaited)
             if COUNT - 1 in consumer._acked_index[tp]:
                 break
             await asyncio.sleep(0.05)
@@ -113,7 +123,18 @@ def run(bootstrap: str, topic_name: str, group: str) -> dict[str, Any]:
         await consumer.commit()  # and then whatever the head check lets through
         asyncio.ensure_future(worker.stop())
 
-    app.consumer._read_offset = _Trigger(on_read_offset)  # before the fetcher's drain loop binds it
+    if scenario == "generation":
+        # The consumer generation changes while the drain loop is handing out a fetched batch (a rebalance
+        # completing meanwhile): `Consumer.getmany` drops the rest of the batch, and the fetcher's position is
+        # already past it. Triggered when faust records offset DROP - 1 as read.
+        def on_generation(tp: Any, offset: int) -> None:
+            if offset == DROP - 1 and not steps:
+                steps.append("generation")
+                app.consumer_generation_id += 1
+
+        app.consumer._read_offset = _Trigger(on_generation)
+    else:
+        app.consumer._read_offset = _Trigger(on_read_offset)  # before the fetcher's drain loop binds it
     worker = faust.Worker(app, loop=loop, loglevel="warning", redirect_stdouts=False)
     try:
         worker.execute_from_commandline()
@@ -127,6 +148,7 @@ def run(bootstrap: str, topic_name: str, group: str) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     bootstrap, topic, group = argv[:3]
+    scenario = "generation" if "--generation" in argv else "abandon"
     if "--patched" in argv:
         from streams import faust_fixes
 
@@ -137,7 +159,7 @@ def main(argv: list[str]) -> int:
         from streams import faust_fixes
 
         Consumer._new_offset = faust_fixes.exact_head_commit(Consumer._new_offset)
-    print("RESULT " + json.dumps(run(bootstrap, topic, group)), flush=True)
+    print("RESULT " + json.dumps(run(bootstrap, topic, group, scenario)), flush=True)
     return 0
 
 
