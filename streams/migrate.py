@@ -76,11 +76,14 @@ class LegacyState:
 def _consumer(settings: Settings) -> Any:
     from kafka import KafkaConsumer
 
+    from prefstream.kafka.security import client_errors, kafka_python_kwargs
+
     k = settings.kafka
-    return KafkaConsumer(
-        bootstrap_servers=k.bootstrap_servers, client_id=f"{k.client_id}-migrate", group_id=None,
-        enable_auto_commit=False, auto_offset_reset="earliest",
-    )  # fmt: skip
+    with client_errors(k):
+        return KafkaConsumer(
+            bootstrap_servers=k.bootstrap_servers, client_id=f"{k.client_id}-migrate", group_id=None,
+            enable_auto_commit=False, auto_offset_reset="earliest", **kafka_python_kwargs(k),
+        )  # fmt: skip
 
 
 def _partitions(consumer: Any, topic: str) -> list[int]:
@@ -93,17 +96,20 @@ def changelog_counts(settings: Settings) -> dict[str, int]:
     state changelog; only topics that exist appear. Offsets only: cheap enough for every worker start."""
     from kafka import TopicPartition
 
+    from prefstream.kafka.security import client_errors
+
     topics = [*legacy_changelogs(settings), internal_topics(settings)["state"]]
     consumer = _consumer(settings)
     try:
-        counts: dict[str, int] = {}
-        for topic in topics:
-            tps = [TopicPartition(topic, p) for p in _partitions(consumer, topic)]
-            if not tps:
-                continue
-            begin, end = consumer.beginning_offsets(tps), consumer.end_offsets(tps)
-            counts[topic] = sum(max(0, end[tp] - begin[tp]) for tp in tps)
-        return counts
+        with client_errors(settings.kafka):
+            counts: dict[str, int] = {}
+            for topic in topics:
+                tps = [TopicPartition(topic, p) for p in _partitions(consumer, topic)]
+                if not tps:
+                    continue
+                begin, end = consumer.beginning_offsets(tps), consumer.end_offsets(tps)
+                counts[topic] = sum(max(0, end[tp] - begin[tp]) for tp in tps)
+            return counts
     finally:
         consumer.close()
 
@@ -236,11 +242,15 @@ def _ensure_state_topic(settings: Settings) -> None:
 def _produce(settings: Settings, topic: str, records: list[tuple[int, bytes, bytes]]) -> None:
     from kafka import KafkaProducer
 
+    from prefstream.kafka.security import client_errors, kafka_python_kwargs
+
     k = settings.kafka
-    producer = KafkaProducer(
-        bootstrap_servers=k.bootstrap_servers, client_id=f"{k.client_id}-migrate", acks="all", linger_ms=20,
-        max_in_flight_requests_per_connection=1,  # keep each partition's order on retries
-    )  # fmt: skip
+    with client_errors(k):
+        producer = KafkaProducer(
+            bootstrap_servers=k.bootstrap_servers, client_id=f"{k.client_id}-migrate", acks="all", linger_ms=20,
+            max_in_flight_requests_per_connection=1,  # keep each partition's order on retries
+            **kafka_python_kwargs(k),
+        )  # fmt: skip
     try:
         futures = [producer.send(topic, key=key, value=value, partition=p) for p, key, value in records]
         producer.flush()
