@@ -312,13 +312,20 @@ class StreamApp:
         faust's Worker re-configures logging when it starts; it gets our configuration, so its own lines
         come out in the same format (JSON in production) as ours.
         """
-        self._worker = faust.Worker(
+        self._worker = _Worker(
             self.app, loglevel=loglevel, loop=self.app.loop,
             logging_config=logs.stdlib_logging_config(log_format, loglevel, self.settings.worker.log_repeat_window_s),
             # mode would swap sys.stdout/stderr for logger proxies, and our handler writes to sys.stderr.
             redirect_stdouts=False,
         )  # fmt: skip
         return self._worker
+
+
+class _Worker(faust.Worker):
+    """faust's Worker, with a process title that says what runs (`ps`, `pgrep -f "prefstream worker"`)."""
+
+    def _setproctitle(self, info: str, *, ident: str = "prefstream worker") -> None:
+        super()._setproctitle(info, ident=ident)
 
 
 def _record_of(event: EventT) -> SourceRecord:

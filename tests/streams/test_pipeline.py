@@ -114,7 +114,10 @@ def _logs_are_json_without_user_text(worker: Worker) -> None:
 @pytest.mark.timeout(120)
 def test_read_api_health_and_no_table_endpoints(env: dict[str, str], worker: Worker) -> None:
     """GET /profiles/{user} returns the published profile (404 if none); health answers; faust's raw table
-    endpoints and router are not served."""
+    endpoints and router are not served; the process title says `prefstream worker` (ps, pgrep, CI's check)."""
+    assert worker.proc is not None
+    title = Path(f"/proc/{worker.proc.pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    assert title.startswith("prefstream worker -"), title
     bootstrap, partitions = env["KAFKA_BOOTSTRAP_SERVERS"], int(env["PREFSTREAM_PARTITIONS"])
     producer = Producer(bootstrap, env["PREFSTREAM_EVENTS_TOPIC"], partitions)
     sc = Scenario(producer)
