@@ -59,3 +59,22 @@ def test_a_broker_crash_mid_run_loses_nothing(test_env: dict[str, str], tmp_path
     print("chaos:", summary_line(report), json.dumps(report.as_dict())[:2000])
     assert report.faults == ["broker-restart", "broker-restart"]
     assert report.exact, (summary_line(report), report.details)
+
+
+@pytest.mark.timeout(600)
+def test_a_rebalance_storm_loses_nothing(test_env: dict[str, str], tmp_path: Path) -> None:
+    """A worker joins or leaves every 6 s under load, so partitions and their state move again and again: every
+    valid event is applied exactly once, in order. (Before the rewind in `streams.faust_fixes`, a restore here
+    could miss changelog records and reset users: docs/reliability.md.)"""
+    from tests.streams.chaos import Fault
+
+    faults = tuple(Fault(6.0 * (i + 1), "leave" if i % 2 else "join") for i in range(7))
+    plan = TrialPlan(users=500, events=7500, rate=150, faults=faults)
+    trial = Trial(plan, test_env, tmp_path)
+    try:
+        report = trial.run()
+    finally:
+        trial.stop_all()
+    print("chaos:", summary_line(report), json.dumps(report.as_dict())[:2000])
+    assert report.faults.count("join") == 4 and report.faults.count("leave") == 3, report.faults
+    assert report.exact, (summary_line(report), report.details)
