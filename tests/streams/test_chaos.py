@@ -11,9 +11,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.streams.chaos import Trial, TrialPlan, summary_line
+from tests.streams.chaos import Trial, TrialPlan, TrialReport, summary_line
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+
+def run_trial(trial: Trial) -> TrialReport:
+    """Run the trial, always stop its workers, print its figures (pytest -s shows them)."""
+    try:
+        report = trial.run()
+    finally:
+        trial.stop_all()
+    print("chaos:", summary_line(report), json.dumps(report.as_dict())[:2000])
+    return report
 
 
 @pytest.mark.timeout(900)
@@ -24,12 +34,7 @@ def test_crashes_under_load_lose_nothing_and_double_nothing(test_env: dict[str, 
     events."""
     duration = 12_000 / 150
     plan = TrialPlan(users=1000, events=12_000, rate=150, faults=TrialPlan.crash_schedule(5, duration, seed=11))
-    trial = Trial(plan, test_env, tmp_path)
-    try:
-        report = trial.run()
-    finally:
-        trial.stop_all()
-    print("chaos:", summary_line(report), json.dumps(report.as_dict())[:2000])
+    report = run_trial(Trial(plan, test_env, tmp_path))
     assert sum(k.startswith("kill") for k in report.faults) == 5, report.faults
     assert report.exact, (summary_line(report), report.details)
 
@@ -51,12 +56,7 @@ def test_a_broker_crash_mid_run_loses_nothing(test_env: dict[str, str], tmp_path
 
         env = {**test_env, "KAFKA_BOOTSTRAP_SERVERS": cluster.bootstrap_servers}
         plan = TrialPlan(users=300, events=4500, rate=150, faults=(Fault(10.0, "broker-restart"), Fault(20.0, "broker-restart")))
-        trial = Trial(plan, env, tmp_path, broker_restart=restart_broker)
-        try:
-            report = trial.run()
-        finally:
-            trial.stop_all()
-    print("chaos:", summary_line(report), json.dumps(report.as_dict())[:2000])
+        report = run_trial(Trial(plan, env, tmp_path, broker_restart=restart_broker))
     assert report.faults == ["broker-restart", "broker-restart"]
     assert report.exact, (summary_line(report), report.details)
 
@@ -71,11 +71,6 @@ def test_a_rebalance_storm_loses_nothing(test_env: dict[str, str], tmp_path: Pat
 
     faults = tuple(Fault(6.0 * (i + 1), "leave" if i % 2 else "join") for i in range(7))
     plan = TrialPlan(users=500, events=7500, rate=150, faults=faults)
-    trial = Trial(plan, test_env, tmp_path)
-    try:
-        report = trial.run()
-    finally:
-        trial.stop_all()
-    print("chaos:", summary_line(report), json.dumps(report.as_dict())[:2000])
+    report = run_trial(Trial(plan, test_env, tmp_path))
     assert report.faults.count("join") == 4 and report.faults.count("leave") == 3, report.faults
     assert report.exact, (summary_line(report), report.details)
