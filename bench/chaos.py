@@ -54,6 +54,7 @@ def main() -> int:
     ap.add_argument("--every", type=float, default=6.0, help="storm: seconds between joins and leaves")
     ap.add_argument("--nodes", type=int, default=1, choices=(1, 3), help="broker: cluster size")
     ap.add_argument("--restarts", type=int, default=2, help="broker: broker restarts (kill -9 of one node)")
+    ap.add_argument("--standby", type=int, default=0, help="standby replicas per table partition (CI settings: 0)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--keep", action="store_true", help="keep the work dir (worker logs) and print its path")
     args = ap.parse_args()
@@ -65,6 +66,7 @@ def main() -> int:
         "broker": lambda: broker_faults(duration, args.restarts),
     }[args.kind]()
     extra = (("PREFSTREAM_REPLICATION_FACTOR", "3"),) if args.nodes == 3 else ()
+    extra += (("PREFSTREAM_STANDBY_REPLICAS", str(args.standby)),)
     plan = TrialPlan(users=args.users, events=args.events, rate=args.rate, partitions=args.partitions,
                      faults=faults, seed=args.seed, extra_env=extra)  # fmt: skip
     workdir = tempfile.mkdtemp(prefix="prefstream-chaos-")
