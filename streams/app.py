@@ -327,6 +327,9 @@ class _Worker(faust.Worker):
     def _setproctitle(self, info: str, *, ident: str = "prefstream worker") -> None:
         super()._setproctitle(info, ident=ident)
 
+    def _repr_name(self) -> str:
+        return "Worker"  # faust's log lines keep their `[^Worker]` label (operators and tests match on it)
+
 
 def _record_of(event: EventT) -> SourceRecord:
     msg = event.message
