@@ -282,11 +282,17 @@ class StreamApp:
             return False, f"model backend unhealthy: {fault}"
         if not self.probe.connected():
             return False, f"broker unreachable: {self.probe.last_error or 'no answer yet'}"
-        if not self.scheduler.owned:
-            return False, "no partitions assigned"
+        if not self.scheduler.owned and not self._standbys():
+            return False, "no partitions assigned"  # neither active nor standby: an idle member of the group
         if self.scheduler.paused:
             return False, "rebalancing"
         return True, "ok"
+
+    def _standbys(self) -> bool:
+        try:
+            return bool(self.app.assignor.assigned_standbys())
+        except Exception:  # before the first assignment
+            return False
 
     def consumer_lag(self) -> dict[tuple[str, int], int]:
         lag: dict[tuple[str, int], int] = {}

@@ -206,7 +206,8 @@ class Trial:
         report.produce_s = round(time.monotonic() - t0, 1)
         self._check_exits()
         for worker in self.workers.values():
-            worker.wait_ready(START_TIMEOUT_S)
+            # Ready, or an idle member of the group (more workers than assignments): both are fine here.
+            wait_for(lambda w=worker: _serving_or_idle(w), START_TIMEOUT_S, f"worker {worker.name} ready", worker.tail)
         settle_start = time.monotonic()
 
         def state() -> object:
@@ -282,6 +283,17 @@ class Trial:
     def stop_all(self) -> None:
         for worker in self.workers.values():
             worker.kill()
+
+
+def _serving_or_idle(worker: Worker) -> bool:
+    import json
+
+    assert worker.alive(), f"worker {worker.name} exited:\n{worker.tail()}"
+    try:
+        status, body = worker.get("/readyz", timeout=2)
+    except OSError:
+        return False
+    return status == 200 or json.loads(body).get("reason") == "no partitions assigned"
 
 
 def profiles_update_events(raw: bytes) -> int:
