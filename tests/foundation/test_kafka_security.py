@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -113,26 +113,18 @@ def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[loc
 
 
 @pytest.fixture
-def secure_env(secure_kafka: tuple[local.LocalCluster, local.LocalSecurity],
-               unique_name: Callable[[str], str], tmp_path: Path) -> dict[str, str]:  # fmt: skip
+def secure_env(secure_kafka: tuple[local.LocalCluster, local.LocalSecurity], test_env: dict[str, str]) -> dict[str, str]:
     """A prefstream environment for the secure broker, with this test's own topics and app id."""
     cluster, creds = secure_kafka
     return {
         **{k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "PREFSTREAM_"))},
+        **test_env,
         "KAFKA_BOOTSTRAP_SERVERS": cluster.bootstrap_servers,
         "PREFSTREAM_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
         "PREFSTREAM_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
         "PREFSTREAM_KAFKA_SASL_USERNAME": creds.username,
         "PREFSTREAM_KAFKA_SASL_PASSWORD": creds.password,
         "PREFSTREAM_KAFKA_SSL_CAFILE": str(cluster.ca_file),
-        "PREFSTREAM_EVENTS_TOPIC": unique_name("events"),
-        "PREFSTREAM_PROFILES_TOPIC": unique_name("profiles"),
-        "PREFSTREAM_DLQ_TOPIC": unique_name("dlq"),
-        "PREFSTREAM_FAILURES_TOPIC": unique_name("failures"),
-        "PREFSTREAM_APP_ID": unique_name("app"),
-        "PREFSTREAM_DATA_DIR": str(tmp_path / "data"),
-        "PREFSTREAM_PARTITIONS": "2",
-        "PREFSTREAM_LOG_FORMAT": "console",
     }
 
 

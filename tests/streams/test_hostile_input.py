@@ -31,9 +31,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -223,16 +221,6 @@ def _hostile_key(rng: random.Random) -> bytes | None:
 @pytest.fixture
 def env(test_env: dict[str, str]) -> dict[str, str]:
     return {**test_env, **CI_WORKER_ENV, "PREFSTREAM_PARTITIONS": str(PARTITIONS), "PREFSTREAM_LEDGER_CONCURRENCY": "4"}
-
-
-@pytest.fixture
-def worker(env: dict[str, str], tmp_path: Path) -> Iterator[Worker]:
-    w = Worker(env, "a", tmp_path).start()
-    try:
-        w.wait_ready()
-        yield w
-    finally:
-        w.stop()
 
 
 def _rejected_total(worker: Worker) -> float:

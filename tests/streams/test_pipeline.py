@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,16 +18,6 @@ def env(test_env: dict[str, str]) -> dict[str, str]:
     # A 1 s model call keeps updates in flight long enough to forget a user mid-update.
     return {**test_env, **CI_WORKER_ENV, "PREFSTREAM_PARTITIONS": "3", "PREFSTREAM_LEDGER_DELAY_S": "1.0",
             "PREFSTREAM_LEDGER_CONCURRENCY": "4"}  # fmt: skip
-
-
-@pytest.fixture
-def worker(env: dict[str, str], tmp_path: Path) -> Iterator[Worker]:
-    w = Worker(env, "a", tmp_path).start()
-    try:
-        w.wait_ready()
-        yield w
-    finally:
-        w.stop()
 
 
 @pytest.mark.timeout(240)
