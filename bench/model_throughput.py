@@ -39,7 +39,7 @@ _WORDS = (
 
 def make_updates(n: int, triples: int, seed: int) -> list[tuple[str | None, Any]]:
     """`n` (previous summary, evidence) pairs with `triples` synthetic triples each (deterministic)."""
-    from schemas.evidence import Evidence, Triple
+    from prefstream.schemas.evidence import Evidence, Triple
 
     rng = random.Random(seed)
 
@@ -61,8 +61,8 @@ def make_updates(n: int, triples: int, seed: int) -> list[tuple[str | None, Any]
 
 def prompt_ids(tokenizer_dir: Path, updates: list[tuple[str | None, Any]]) -> list[list[int]]:
     """The token ids the backend sends for each update (the raw side gets exactly these)."""
-    from models import prompt as P
-    from models.tokens import PromptTokenizer
+    from prefstream.models import prompt as P
+    from prefstream.models.tokens import PromptTokenizer
 
     tok = PromptTokenizer(tokenizer_dir)
     return [tok.encode(P.render(summary, (ev,))) for summary, ev in updates]
@@ -94,9 +94,9 @@ def run_backend(args: argparse.Namespace, updates: list[tuple[str | None, Any]])
     """Timed passes through VllmBackend.update, the worker's code path (rendering and encoding included)."""
     import asyncio
 
-    from models.backends.vllm_engine import VllmBackend
-    from models.errors import FailureReason
-    from models.interface import UpdateFailure, UpdateRequest
+    from prefstream.models.backends.vllm_engine import VllmBackend
+    from prefstream.models.errors import FailureReason
+    from prefstream.models.interface import UpdateFailure, UpdateRequest
 
     backend = VllmBackend(model_settings(args))
     backend.sampling_overrides = {"ignore_eos": True, "max_tokens": args.max_tokens}
@@ -136,7 +136,7 @@ def run_async_raw(args: argparse.Namespace, prompts: list[list[int]]) -> list[fl
     from vllm.sampling_params import RequestOutputKind
     from vllm.v1.engine.async_llm import AsyncLLM
 
-    from models.backends.vllm_engine import engine_args
+    from prefstream.models.backends.vllm_engine import engine_args
 
     s = model_settings(args)
     params = SamplingParams(
@@ -168,7 +168,7 @@ def run_raw(args: argparse.Namespace, prompts: list[list[int]]) -> list[float]:
     """Timed passes through vllm.LLM.generate with the same engine arguments."""
     from vllm import LLM, SamplingParams
 
-    from models.backends.vllm_engine import engine_kwargs
+    from prefstream.models.backends.vllm_engine import engine_kwargs
 
     s = model_settings(args)
     llm = LLM(**engine_kwargs(s))
@@ -212,7 +212,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.runs < 3:
         p.error("--runs must be at least 3 (the median of at least 3 runs is reported)")
     if args.model is None:
-        from models.tiny import ensure_tiny_model
+        from prefstream.models.tiny import ensure_tiny_model
 
         args.model = ensure_tiny_model()
     return args

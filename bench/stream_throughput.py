@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models.backends.ledger import parse_ledger  # noqa: E402
+from prefstream.models.backends.ledger import parse_ledger  # noqa: E402
 from prefstream.kafka import local  # noqa: E402
 from tests.streams.harness import CI_WORKER_ENV, ProfileLog, Producer, Worker, event  # noqa: E402
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import msgspec
 
-from models import prompt as P
-from models.errors import PromptError
+from prefstream.models import prompt as P
+from prefstream.models.errors import PromptError
 from prefstream.errors import ConfigError
 from prefstream.settings import Settings
 
@@ -50,9 +50,9 @@ def _tokenizer_path(args: argparse.Namespace, settings: Settings) -> Path | None
 
 
 def run(args: argparse.Namespace) -> int:
-    from schemas.decode import decode_event
-    from schemas.errors import EventRejected
-    from schemas.evidence import to_evidence
+    from prefstream.schemas.decode import decode_event
+    from prefstream.schemas.errors import EventRejected
+    from prefstream.schemas.evidence import to_evidence
 
     settings = Settings.from_env()
     evidence = []
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     tokens: int | None = None
     tokenizer = _tokenizer_path(args, settings)
     if tokenizer is not None:
-        from models.tokens import PromptTokenizer
+        from prefstream.models.tokens import PromptTokenizer
 
         try:
             tokens = len(PromptTokenizer(tokenizer).encode(rendered))

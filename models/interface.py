@@ -12,7 +12,7 @@ from typing import Protocol, runtime_checkable
 
 import msgspec
 
-from schemas.evidence import Evidence
+from prefstream.schemas.evidence import Evidence
 
 
 class UpdateRequest(msgspec.Struct, frozen=True, kw_only=True):

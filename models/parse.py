@@ -15,7 +15,7 @@ was cut off mid-way, and storing half a profile would be worse than keeping the 
 
 from __future__ import annotations
 
-from models.errors import FailureReason, OutputParseError
+from prefstream.models.errors import FailureReason, OutputParseError
 
 THINK_CLOSE = "</think>"
 

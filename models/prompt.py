@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from schemas.evidence import Evidence, Triple
+from prefstream.schemas.evidence import Evidence, Triple
 
 PROMPT_VERSION = "alignxplore-plus-update-v1"
 PROMPT_SOURCE = (

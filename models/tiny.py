@@ -10,7 +10,7 @@ loads the directory with `load_format="dummy"` (random weights, gibberish text, 
 
 `ensure_tiny_model()` builds the directory once per spec, atomically (build in a temporary sibling,
 then rename), under `~/.cache/prefstream/tiny-qwen3-<hash>`, where the hash covers everything that
-goes into it. It imports neither torch nor transformers. `python -m models.tiny` prints the path.
+goes into it. It imports neither torch nor transformers. `python -m prefstream.models.tiny` prints the path.
 """
 
 from __future__ import annotations

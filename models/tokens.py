@@ -19,9 +19,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from models import prompt as P
-from models.errors import OverBudgetError, PromptError
-from schemas.evidence import Evidence
+from prefstream.models import prompt as P
+from prefstream.models.errors import OverBudgetError, PromptError
+from prefstream.schemas.evidence import Evidence
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer

@@ -45,7 +45,7 @@ _SHARED: list[structlog.types.Processor] = [
 
 
 #: Loggers of our own packages: their ERROR and CRITICAL records are never suppressed.
-OWN_PACKAGES = ("prefstream", "streams", "models", "schemas")
+OWN_PACKAGES = ("prefstream",)
 
 #: Default of PREFSTREAM_LOG_REPEAT_WINDOW_S (see prefstream.settings.WorkerSettings).
 DEFAULT_REPEAT_WINDOW_S = 10.0

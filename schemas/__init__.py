@@ -9,7 +9,7 @@
     deadletter   `dead_letter_headers(...)`: the `prefstream.error.*` headers of a dead letter
     bounds       static bounds and the markers of configurable ones (`LimitSettings`)
     timefmt      RFC 3339 / epoch-millisecond conversions
-    generate     `python -m schemas.generate`: JSON Schema files and docs/schemas.md tables
+    generate     `python -m prefstream.schemas.generate`: JSON Schema files and docs/schemas.md tables
     examples     one hand-written valid event per kind (docs and tests use them)
 
 The human-readable contract is docs/schemas.md.

@@ -25,8 +25,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Final
 
-from schemas.failures import FailureRecord, decode_failure, encode_failure
-from schemas.timefmt import ms_to_rfc3339
+from prefstream.schemas.failures import FailureRecord, decode_failure, encode_failure
+from prefstream.schemas.timefmt import ms_to_rfc3339
 
 __all__ = [
     "DLQ_HEADER_PREFIX",

@@ -38,10 +38,10 @@ from typing import Final
 import msgspec
 
 from prefstream.settings import LimitSettings
-from schemas import bounds
-from schemas.errors import EventRejected, RejectCode
-from schemas.events import KINDS, Event, ImpressionEvent, RatingEvent
-from schemas.timefmt import ts_to_ms
+from prefstream.schemas import bounds
+from prefstream.schemas.errors import EventRejected, RejectCode
+from prefstream.schemas.events import KINDS, Event, ImpressionEvent, RatingEvent
+from prefstream.schemas.timefmt import ts_to_ms
 
 _DECODER: Final = msgspec.json.Decoder(Event)
 

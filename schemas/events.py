@@ -10,7 +10,7 @@ but never shown to the model). Items are `{"text": ..., "item_id": ...}` objects
 shorthand for `{"text": ...}`.
 
 The per-kind field table and an example of each kind are in `docs/schemas.md`; the JSON Schema in
-`schemas/json/event.schema.json` is generated from these declarations (`python -m schemas.generate`).
+`schemas/json/event.schema.json` is generated from these declarations (`python -m prefstream.schemas.generate`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Annotated, Final, Literal, TypeAlias
 import msgspec
 from msgspec import Meta
 
-from schemas import bounds as b
+from prefstream.schemas import bounds as b
 
 #: The version of the event contract this code writes and reads. Events without `schema_version` are 1.
 EVENT_SCHEMA_VERSION: Final = 1

@@ -11,7 +11,7 @@ from typing import Final
 
 import msgspec
 
-from schemas.events import (
+from prefstream.schemas.events import (
     ConversationEvent,
     EngagementEvent,
     Event,

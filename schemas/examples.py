@@ -1,6 +1,6 @@
 """One valid event of each kind, written by hand as a producer would, in the authors' item formats.
 
-`docs/schemas.md` shows exactly these (`python -m schemas.generate` checks it), and the tests decode
+`docs/schemas.md` shows exactly these (`python -m prefstream.schemas.generate` checks it), and the tests decode
 them, validate them against the JSON Schema and map them to evidence.
 """
 

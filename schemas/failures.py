@@ -11,8 +11,8 @@ from typing import Annotated, Final
 import msgspec
 from msgspec import Meta
 
-from schemas.errors import RecordDecodeError
-from schemas.events import UserId
+from prefstream.schemas.errors import RecordDecodeError
+from prefstream.schemas.events import UserId
 
 FAILURE_SCHEMA_VERSION: Final = 1
 

@@ -1,4 +1,4 @@
-"""Write the published contract files from the Structs: `python -m schemas.generate [--check]`.
+"""Write the published contract files from the Structs: `python -m prefstream.schemas.generate [--check]`.
 
 Outputs, all committed:
 
@@ -24,12 +24,12 @@ import msgspec
 import msgspec.inspect as mi
 
 from prefstream.settings import LimitSettings
-from schemas import bounds
-from schemas.errors import REJECT_CODE_DOCS
-from schemas.events import EVENT_TYPES, KINDS, Event
-from schemas.examples import EXAMPLES
-from schemas.failures import FailureRecord
-from schemas.profiles import Profile
+from prefstream.schemas import bounds
+from prefstream.schemas.errors import REJECT_CODE_DOCS
+from prefstream.schemas.events import EVENT_TYPES, KINDS, Event
+from prefstream.schemas.examples import EXAMPLES
+from prefstream.schemas.failures import FailureRecord
+from prefstream.schemas.profiles import Profile
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 JSON_DIR: Final = ROOT / "schemas" / "json"
@@ -222,13 +222,13 @@ def fields_block(limits: LimitSettings | None = None) -> str:
 
 
 def _item_cls() -> type:
-    from schemas.events import Item
+    from prefstream.schemas.events import Item
 
     return Item
 
 
 def _turn_cls() -> type:
-    from schemas.events import Turn
+    from prefstream.schemas.events import Turn
 
     return Turn
 
@@ -286,7 +286,7 @@ def expected_files() -> dict[Path, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m schemas.generate", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m prefstream.schemas.generate", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file is out of date")
     args = parser.parse_args(argv)
     stale = []

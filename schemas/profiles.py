@@ -12,9 +12,9 @@ from typing import Annotated, Final
 import msgspec
 from msgspec import Meta
 
-from schemas import bounds as b
-from schemas.errors import RecordDecodeError
-from schemas.events import UserId
+from prefstream.schemas import bounds as b
+from prefstream.schemas.errors import RecordDecodeError
+from prefstream.schemas.events import UserId
 
 #: Version of the profile contract written by this code.
 PROFILE_SCHEMA_VERSION: Final = 1

@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from typing import Final
 
-from schemas.bounds import MAX_EPOCH_MS, TS_PATTERN
+from prefstream.schemas.bounds import MAX_EPOCH_MS, TS_PATTERN
 
 _TS = re.compile(TS_PATTERN)
 # The same shape as TS_PATTERN, with groups to read the parts.

@@ -25,23 +25,23 @@ import faust
 import structlog
 from faust.types import TP, EventT
 
-from models.interface import PreferenceModel
+from prefstream.models.interface import PreferenceModel
 from prefstream import logs
 from prefstream.settings import Settings
 from prefstream.topics import compacted_configs
-from streams import faust_fixes
-from streams import state as st
-from streams.apply import Apply
-from streams.ingest import Ingest
-from streams.metrics import StreamMetrics
-from streams.partitioning import partition_for
-from streams.policy import FlushPolicy, UserView
-from streams.records import FoldResult, encode
-from streams.progress import GapReader, SourceRecord, SourceTracker, fill_gap
-from streams.scheduler import FoldScheduler
-from streams.store import Store
-from streams.topology import ROCKSDB_OPTIONS, STATE_TABLE, faust_options, internal_topics
-from streams.web import BrokerProbe, register_routes
+from prefstream.streams import faust_fixes
+from prefstream.streams import state as st
+from prefstream.streams.apply import Apply
+from prefstream.streams.ingest import Ingest
+from prefstream.streams.metrics import StreamMetrics
+from prefstream.streams.partitioning import partition_for
+from prefstream.streams.policy import FlushPolicy, UserView
+from prefstream.streams.records import FoldResult, encode
+from prefstream.streams.progress import GapReader, SourceRecord, SourceTracker, fill_gap
+from prefstream.streams.scheduler import FoldScheduler
+from prefstream.streams.store import Store
+from prefstream.streams.topology import ROCKSDB_OPTIONS, STATE_TABLE, faust_options, internal_topics
+from prefstream.streams.web import BrokerProbe, register_routes
 
 log = structlog.get_logger(__name__)
 

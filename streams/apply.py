@@ -20,17 +20,17 @@ from typing import Any
 
 import structlog
 
-from models.interface import PreferenceModel, UpdateSuccess
+from prefstream.models.interface import PreferenceModel, UpdateSuccess
 from prefstream.logs import user_ref
-from schemas.failures import FAILURE_SCHEMA_VERSION, FailureRecord, encode_failure
-from schemas.profiles import PROFILE_SCHEMA_VERSION, Profile, encode_profile
-from schemas.timefmt import ms_to_rfc3339
-from streams import state as st
-from streams.metrics import StreamMetrics
-from streams.partitioning import partition_for
-from streams.records import FoldResult, Redrive, decode_command
-from streams.scheduler import FoldScheduler, now_ms
-from streams.store import Store
+from prefstream.schemas.failures import FAILURE_SCHEMA_VERSION, FailureRecord, encode_failure
+from prefstream.schemas.profiles import PROFILE_SCHEMA_VERSION, Profile, encode_profile
+from prefstream.schemas.timefmt import ms_to_rfc3339
+from prefstream.streams import state as st
+from prefstream.streams.metrics import StreamMetrics
+from prefstream.streams.partitioning import partition_for
+from prefstream.streams.records import FoldResult, Redrive, decode_command
+from prefstream.streams.scheduler import FoldScheduler, now_ms
+from prefstream.streams.store import Store
 
 log = structlog.get_logger(__name__)
 

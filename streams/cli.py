@@ -34,9 +34,9 @@ def check_state_layout(settings: Settings) -> None:
     Offsets only (no record is read)."""
     import structlog
 
-    from streams.errors import UnmigratedStateError
-    from streams.migrate import changelog_counts
-    from streams.topology import internal_topics, legacy_changelogs
+    from prefstream.streams.errors import UnmigratedStateError
+    from prefstream.streams.migrate import changelog_counts
+    from prefstream.streams.topology import internal_topics, legacy_changelogs
 
     counts = changelog_counts(settings)
     legacy = {t: counts[t] for t in legacy_changelogs(settings) if counts.get(t)}
@@ -55,11 +55,11 @@ def check_state_layout(settings: Settings) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.backends import create_backend
+    from prefstream.models.backends import create_backend
     from prefstream import logs
     from prefstream.topics import check_topics
-    from streams.app import StreamApp
-    from streams.topology import internal_topic_specs
+    from prefstream.streams.app import StreamApp
+    from prefstream.streams.topology import internal_topic_specs
 
     settings: Settings = args.settings
     worker_settings = settings.worker

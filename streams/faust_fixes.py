@@ -31,7 +31,7 @@ from typing import Any
 
 import structlog
 
-from streams.errors import IncompatibleLibraryError
+from prefstream.streams.errors import IncompatibleLibraryError
 
 log = structlog.get_logger(__name__)
 

@@ -21,23 +21,23 @@ from typing import Any
 
 import structlog
 
-from models.interface import PreferenceModel
+from prefstream.models.interface import PreferenceModel
 from prefstream.logs import user_ref
 from prefstream.settings import Settings
-from schemas.deadletter import dead_letter_headers
-from schemas.decode import decode_event
-from schemas.errors import EventRejected
-from schemas.events import ForgetEvent
-from schemas.evidence import to_evidence
-from schemas.timefmt import ts_to_ms
-from streams import state as st
-from streams.errors import InternalRecordError
-from streams.metrics import StreamMetrics
-from streams.partitioning import partition_for
-from streams.progress import SourceRecord, SourceTracker
-from streams.records import Forwarded, decode_forwarded, encode
-from streams.scheduler import FoldScheduler, now_ms
-from streams.store import Store
+from prefstream.schemas.deadletter import dead_letter_headers
+from prefstream.schemas.decode import decode_event
+from prefstream.schemas.errors import EventRejected
+from prefstream.schemas.events import ForgetEvent
+from prefstream.schemas.evidence import to_evidence
+from prefstream.schemas.timefmt import ts_to_ms
+from prefstream.streams import state as st
+from prefstream.streams.errors import InternalRecordError
+from prefstream.streams.metrics import StreamMetrics
+from prefstream.streams.partitioning import partition_for
+from prefstream.streams.progress import SourceRecord, SourceTracker
+from prefstream.streams.records import Forwarded, decode_forwarded, encode
+from prefstream.streams.scheduler import FoldScheduler, now_ms
+from prefstream.streams.store import Store
 
 log = structlog.get_logger(__name__)
 

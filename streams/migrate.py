@@ -30,10 +30,10 @@ from typing import Any
 import msgspec
 
 from prefstream.settings import Settings
-from streams.errors import MigrationRefused
-from streams.state import Meta, Pending, ProfileState
-from streams.store import ProfileRecord, UserRecord, profile_key, user_key
-from streams.topology import LEGACY_TABLES, internal_topic_specs, internal_topics, legacy_changelogs
+from prefstream.streams.errors import MigrationRefused
+from prefstream.streams.state import Meta, Pending, ProfileState
+from prefstream.streams.store import ProfileRecord, UserRecord, profile_key, user_key
+from prefstream.streams.topology import LEGACY_TABLES, internal_topic_specs, internal_topics, legacy_changelogs
 
 __all__ = ["LegacyState", "add_arguments", "changelog_counts", "migrate", "read_legacy", "run"]
 

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import structlog
 
-from streams.store import SourceProgress, Store
+from prefstream.streams.store import SourceProgress, Store
 
 log = structlog.get_logger(__name__)
 

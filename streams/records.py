@@ -15,8 +15,8 @@ from typing import Final
 
 import msgspec
 
-from models.interface import UpdateFailure, UpdateSuccess
-from streams.errors import InternalRecordError
+from prefstream.models.interface import UpdateFailure, UpdateSuccess
+from prefstream.streams.errors import InternalRecordError
 
 __all__ = ["Command", "FoldResult", "Forwarded", "Redrive", "decode_command", "decode_forwarded", "encode"]
 

@@ -24,9 +24,9 @@ def send_redrive(settings: Settings, user_ids: list[str]) -> int:
     from kafka import KafkaProducer
 
     from prefstream.kafka.security import client_errors, kafka_python_kwargs
-    from streams.topology import internal_topics
-    from streams.partitioning import partition_for
-    from streams.records import Redrive, encode
+    from prefstream.streams.topology import internal_topics
+    from prefstream.streams.partitioning import partition_for
+    from prefstream.streams.records import Redrive, encode
 
     topic = internal_topics(settings)["results"]
     partitions = settings.topics.partitions

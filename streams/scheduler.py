@@ -29,13 +29,13 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from models.errors import FailureReason
-from models.interface import PreferenceModel, UpdateFailure, UpdateRequest, UpdateSuccess
+from prefstream.models.errors import FailureReason
+from prefstream.models.interface import PreferenceModel, UpdateFailure, UpdateRequest, UpdateSuccess
 from prefstream.settings import FlushSettings
-from streams.metrics import StreamMetrics
-from streams.policy import FlushPolicy, UserView, select_batch
-from streams.records import FoldResult
-from streams.state import Meta, Pending, ProfileState, RetryPlan, degraded
+from prefstream.streams.metrics import StreamMetrics
+from prefstream.streams.policy import FlushPolicy, UserView, select_batch
+from prefstream.streams.records import FoldResult
+from prefstream.streams.state import Meta, Pending, ProfileState, RetryPlan, degraded
 
 log = structlog.get_logger(__name__)
 

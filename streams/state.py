@@ -21,8 +21,8 @@ from typing import Final
 
 import msgspec
 
-from schemas.evidence import Evidence
-from streams.policy import UserView
+from prefstream.schemas.evidence import Evidence
+from prefstream.streams.policy import UserView
 
 #: A remembered event: 8 bytes of hash, then the accept time in whole seconds (big-endian uint32).
 _SEEN = struct.Struct(">8sI")

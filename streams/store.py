@@ -25,7 +25,7 @@ from typing import Final
 
 import msgspec
 
-from streams.state import Meta, Pending, ProfileState
+from prefstream.streams.state import Meta, Pending, ProfileState
 
 __all__ = ["STATE_FORMAT", "ProfileRecord", "SourceProgress", "Store", "UserRecord"]
 

@@ -18,9 +18,9 @@ from typing import Any
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from schemas.profiles import encode_profile
-from streams.apply import to_profile_record
-from streams.partitioning import partition_for
+from prefstream.schemas.profiles import encode_profile
+from prefstream.streams.apply import to_profile_record
+from prefstream.streams.partitioning import partition_for
 
 log = structlog.get_logger(__name__)
 

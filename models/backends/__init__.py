@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING
 from prefstream.errors import ConfigError
 
 if TYPE_CHECKING:
-    from models.interface import PreferenceModel
+    from prefstream.models.interface import PreferenceModel
     from prefstream.settings import Settings
 
 BACKENDS: dict[str, str] = {
-    "vllm": "models.backends.vllm_engine:VllmBackend",
-    "openai": "models.backends.openai:OpenAIBackend",
-    "extractive": "models.backends.extractive:ExtractiveBackend",
-    "ledger": "models.backends.ledger:LedgerBackend",
+    "vllm": "prefstream.models.backends.vllm_engine:VllmBackend",
+    "openai": "prefstream.models.backends.openai:OpenAIBackend",
+    "extractive": "prefstream.models.backends.extractive:ExtractiveBackend",
+    "ledger": "prefstream.models.backends.ledger:LedgerBackend",
 }
 
 __all__ = ["BACKENDS", "create_backend"]

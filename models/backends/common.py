@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from models import prompt as P
-from models.errors import FailureReason, OutputParseError, OverBudgetError
-from models.interface import UpdateFailure, UpdateRequest, UpdateSuccess, Usage
-from models.parse import parse_summary
-from models.tokens import PromptTokenizer, check_budget
+from prefstream.models import prompt as P
+from prefstream.models.errors import FailureReason, OutputParseError, OverBudgetError
+from prefstream.models.interface import UpdateFailure, UpdateRequest, UpdateSuccess, Usage
+from prefstream.models.parse import parse_summary
+from prefstream.models.tokens import PromptTokenizer, check_budget
 from prefstream.errors import ConfigError
 from prefstream.settings import ModelSettings
 

@@ -16,9 +16,9 @@ import re
 import time
 from collections.abc import Iterable
 
-from models.interface import UpdateFailure, UpdateRequest, UpdateSuccess, Usage
+from prefstream.models.interface import UpdateFailure, UpdateRequest, UpdateSuccess, Usage
 from prefstream.settings import Settings
-from schemas.evidence import NO_NEGATIVE, NO_POSITIVE, Evidence
+from prefstream.schemas.evidence import NO_NEGATIVE, NO_POSITIVE, Evidence
 
 HEADER = "Extractive baseline profile (not AlignXplore+): items the user chose and rejected, most frequent first."
 _LABEL_CHARS = 80

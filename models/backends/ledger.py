@@ -32,10 +32,10 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Final
 
-from models.backends.common import outcome
-from models.errors import BackendDeadError, FailureReason
-from models.interface import UpdateFailure, UpdateRequest, UpdateSuccess, Usage
-from schemas.evidence import Evidence
+from prefstream.models.backends.common import outcome
+from prefstream.models.errors import BackendDeadError, FailureReason
+from prefstream.models.interface import UpdateFailure, UpdateRequest, UpdateSuccess, Usage
+from prefstream.schemas.evidence import Evidence
 
 if TYPE_CHECKING:
     from prefstream.settings import Settings

@@ -26,14 +26,14 @@ from typing import Any
 import httpx
 import structlog
 
-from models import prompt as P
-from models.backends.common import Prepared, failure, outcome, prepare, tokenizer_path
-from models.errors import BackendDeadError, BackendUnavailableError, FailureReason
-from models.interface import UpdateFailure, UpdateRequest, UpdateSuccess
-from models.timebox import TimeBox
-from models.tokens import PromptTokenizer
+from prefstream.models import prompt as P
+from prefstream.models.backends.common import Prepared, failure, outcome, prepare, tokenizer_path
+from prefstream.models.errors import BackendDeadError, BackendUnavailableError, FailureReason
+from prefstream.models.interface import UpdateFailure, UpdateRequest, UpdateSuccess
+from prefstream.models.timebox import TimeBox
+from prefstream.models.tokens import PromptTokenizer
 from prefstream.settings import ModelSettings, Settings
-from schemas.evidence import Evidence
+from prefstream.schemas.evidence import Evidence
 
 log = structlog.get_logger(__name__)
 

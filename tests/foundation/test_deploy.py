@@ -11,7 +11,7 @@ ROOT = Path(__file__).parents[2]
 
 def test_dashboard_queries_only_metrics_the_worker_exports() -> None:
     """Every metric name in the Grafana dashboard is registered by streams.metrics."""
-    from streams.metrics import StreamMetrics
+    from prefstream.streams.metrics import StreamMetrics
 
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
     exported = {

@@ -92,13 +92,13 @@ def test_kinds_are_independent_by_template_logger_and_level() -> None:
 def test_errors_of_our_own_packages_are_never_suppressed() -> None:
     clock = FakeClock()
     f = RepeatFilter(window_s=10, clock=clock)
-    for name in ("prefstream", "prefstream.kafka.local", "streams.app", "models.vllm", "schemas.events"):
+    for name in ("prefstream", "prefstream.kafka.local", "prefstream.streams.app", "prefstream.models.vllm", "prefstream.schemas.events"):
         for level in (logging.ERROR, logging.CRITICAL):
             for _ in range(20):
                 assert passes(f, record(name, level, "update failed %s"))
     # Their warnings are rate-limited like anyone's; a look-alike name is not ours.
-    assert passes(f, record("streams.app", logging.WARNING, "slow %s"))
-    assert not passes(f, record("streams.app", logging.WARNING, "slow %s"))
+    assert passes(f, record("prefstream.streams.app", logging.WARNING, "slow %s"))
+    assert not passes(f, record("prefstream.streams.app", logging.WARNING, "slow %s"))
     assert passes(f, record("streamsx", logging.ERROR, "boom %s"))
     assert not passes(f, record("streamsx", logging.ERROR, "boom %s"))
 

@@ -20,7 +20,7 @@ from model_helpers import ENGINE_ENV, engine_settings
 @pytest.fixture(scope="session")
 def tiny_model_dir() -> Path:
     """The tiny Qwen3-architecture model directory (config + tokenizer; dummy weights)."""
-    from models.tiny import ensure_tiny_model
+    from prefstream.models.tiny import ensure_tiny_model
 
     return ensure_tiny_model()
 
@@ -42,7 +42,7 @@ def cpu_engine_env() -> Iterator[None]:
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def vllm_backend(tiny_model_dir: Path, cpu_engine_env: None) -> AsyncIterator[object]:
     """One started `vllm` backend (a real AsyncLLM) shared by a module's engine tests (one engine at a time)."""
-    from models.backends.vllm_engine import VllmBackend
+    from prefstream.models.backends.vllm_engine import VllmBackend
 
     backend = VllmBackend(engine_settings(tiny_model_dir))
     await backend.start()

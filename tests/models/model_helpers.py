@@ -8,10 +8,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from models.errors import FailureReason
-from models.interface import UpdateRequest
+from prefstream.models.errors import FailureReason
+from prefstream.models.interface import UpdateRequest
 from prefstream.settings import ModelSettings, load_section
-from schemas.evidence import Evidence, Triple
+from prefstream.schemas.evidence import Evidence, Triple
 
 # Small, explicit engine settings for CPU test runs.
 ENGINE_ENV = {

@@ -11,15 +11,15 @@ import httpx
 import pytest
 
 from model_helpers import engine_settings, request
-from models.backends import create_backend
-from models.backends.extractive import HEADER, ExtractiveBackend, fold, parse_profile
-from models.backends.openai import OpenAIBackend
-from models.errors import FailureReason
-from models.interface import PreferenceModel, UpdateFailure, UpdateRequest, UpdateSuccess
-from models.timebox import TimeBox
+from prefstream.models.backends import create_backend
+from prefstream.models.backends.extractive import HEADER, ExtractiveBackend, fold, parse_profile
+from prefstream.models.backends.openai import OpenAIBackend
+from prefstream.models.errors import FailureReason
+from prefstream.models.interface import PreferenceModel, UpdateFailure, UpdateRequest, UpdateSuccess
+from prefstream.models.timebox import TimeBox
 from prefstream.errors import ConfigError
 from prefstream.settings import Settings
-from schemas.evidence import Evidence, Triple
+from prefstream.schemas.evidence import Evidence, Triple
 
 
 def evidence(*pairs: tuple[str, str]) -> tuple[Evidence, ...]:
@@ -66,7 +66,7 @@ async def test_extractive_profile_counts_choices_most_frequent_first() -> None:
 
 def test_extractive_skips_the_missing_side_placeholders() -> None:
     """"No negative sample." / "No positive sample." stand for a missing item: they are not listed as items."""
-    from schemas.evidence import NO_NEGATIVE, NO_POSITIVE
+    from prefstream.schemas.evidence import NO_NEGATIVE, NO_POSITIVE
 
     profile = fold(None, evidence(("Dune", NO_NEGATIVE), (NO_POSITIVE, "Cats")), max_items=5)
     assert profile.splitlines()[1:] == ["Chose:", "- Dune (x1)", "Rejected:", "- Cats (x1)"]
@@ -183,7 +183,7 @@ def test_tiny_tokenizer_mirrors_qwen3_flags(tiny_model_dir: Path) -> None:
 
 def test_tiny_model_is_built_once_atomically(tmp_path: Path) -> None:
     """ensure_tiny_model builds into the given directory once and then returns it unchanged, offline."""
-    from models.tiny import ensure_tiny_model
+    from prefstream.models.tiny import ensure_tiny_model
 
     target = tmp_path / "tiny"
     assert ensure_tiny_model(target) == target

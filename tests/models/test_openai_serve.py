@@ -12,11 +12,11 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from models.backends.openai import OpenAIBackend
-from models.errors import BackendUnavailableError, FailureReason
-from models.interface import UpdateFailure, UpdateSuccess
-from models.prompt import PROMPT_VERSION
-from models.timebox import TimeBox
+from prefstream.models.backends.openai import OpenAIBackend
+from prefstream.models.errors import BackendUnavailableError, FailureReason
+from prefstream.models.interface import UpdateFailure, UpdateSuccess
+from prefstream.models.prompt import PROMPT_VERSION
+from prefstream.models.timebox import TimeBox
 
 from model_helpers import ANSWER_REGEX, PARSE_FAILURES, LoopLag, engine_settings, request
 

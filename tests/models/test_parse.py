@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from models.errors import FailureReason, OutputParseError
-from models.parse import parse_summary
+from prefstream.models.errors import FailureReason, OutputParseError
+from prefstream.models.parse import parse_summary
 
 
 def test_summary_is_text_after_last_think_close() -> None:

@@ -13,8 +13,8 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models import prompt as P
-from schemas.evidence import Evidence, Triple
+from prefstream.models import prompt as P
+from prefstream.schemas.evidence import Evidence, Triple
 
 
 def authors_messages(history: list[dict[str, str]], past: str | None) -> list[dict[str, str]]:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from models import prompt as P
+from prefstream.models import prompt as P
 from prefstream.cli import main
-from schemas.decode import decode_event
-from schemas.evidence import to_evidence
-from schemas.examples import EXAMPLES
+from prefstream.schemas.decode import decode_event
+from prefstream.schemas.evidence import to_evidence
+from prefstream.schemas.examples import EXAMPLES
 from prefstream.settings import LimitSettings
 
 
@@ -39,7 +39,7 @@ def test_preview_prints_the_exact_messages_and_token_count(events_file: Path, ti
     assert out["prompt_version"] == P.PROMPT_VERSION
     assert out["counts"] == {"events": 2, "triples": rendered.triples, "neutralised": 1,
                              "prompt_chars": len(rendered.text)}
-    from models.tokens import PromptTokenizer
+    from prefstream.models.tokens import PromptTokenizer
 
     assert out["prompt_tokens"] == len(PromptTokenizer(tiny_model_dir).encode(rendered))
 

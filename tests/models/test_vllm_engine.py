@@ -8,11 +8,11 @@ import signal
 
 import pytest
 
-from models.backends.vllm_engine import VllmBackend
-from models.errors import BackendDeadError, FailureReason
-from models.interface import UpdateFailure, UpdateSuccess
-from models.prompt import PROMPT_VERSION
-from models.timebox import TimeBox
+from prefstream.models.backends.vllm_engine import VllmBackend
+from prefstream.models.errors import BackendDeadError, FailureReason
+from prefstream.models.interface import UpdateFailure, UpdateSuccess
+from prefstream.models.prompt import PROMPT_VERSION
+from prefstream.models.timebox import TimeBox
 
 from model_helpers import ANSWER_REGEX, PARSE_FAILURES, engine_settings, request, wait_until
 
@@ -114,7 +114,7 @@ async def test_dead_engine_fails_health_check(vllm_backend: VllmBackend) -> None
 
 async def test_settings_reach_the_engine(tiny_model_dir) -> None:
     """Every configured engine setting is passed to vLLM explicitly."""
-    from models.backends.vllm_engine import engine_args
+    from prefstream.models.backends.vllm_engine import engine_args
 
     args = engine_args(engine_settings(tiny_model_dir, PREFSTREAM_VLLM_KV_CACHE_DTYPE="fp8",
                                        PREFSTREAM_VLLM_ENABLE_PREFIX_CACHING="false"))

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from prefstream.settings import LimitSettings
-from schemas.decode import decode_event
-from schemas.errors import REJECT_CODE_DOCS, EventRejected, RejectCode
-from schemas.events import KINDS, EVENT_SCHEMA_VERSION, ImpressionEvent, Item, encode_event
-from schemas.examples import EXAMPLES
+from prefstream.schemas.decode import decode_event
+from prefstream.schemas.errors import REJECT_CODE_DOCS, EventRejected, RejectCode
+from prefstream.schemas.events import KINDS, EVENT_SCHEMA_VERSION, ImpressionEvent, Item, encode_event
+from prefstream.schemas.examples import EXAMPLES
 
 LIMITS = LimitSettings()
 
@@ -213,7 +213,7 @@ def test_limit_settings_refuse_unusable_bounds() -> None:
 def test_nesting_up_to_the_bound_is_accepted_even_in_unknown_fields() -> None:
     """Unknown fields are ignored at any depth up to MAX_NESTING_DEPTH (the event object is level 1); one more
     level is too_deep; brackets inside strings do not count, escaped quotes included."""
-    from schemas.decode import MAX_NESTING_DEPTH
+    from prefstream.schemas.decode import MAX_NESTING_DEPTH
 
     def nested(levels: int) -> bytes:  # the event object plus `levels` - 1 levels in an unknown field
         inner = levels - 1
@@ -236,7 +236,7 @@ def test_duplicate_names_last_wins_like_json_loads() -> None:
 def test_ts_range_is_what_profiles_can_write() -> None:
     """Every accepted ts converts to epoch ms that ms_to_rfc3339 writes back as a four-digit-year RFC 3339 string
     (a `ts` past 9999 in UTC crashed the worker when it wrote the profile's last_event_ts)."""
-    from schemas.timefmt import MIN_EPOCH_MS, ms_to_rfc3339, ts_to_ms
+    from prefstream.schemas.timefmt import MIN_EPOCH_MS, ms_to_rfc3339, ts_to_ms
 
     for ts in ["9999-12-31T23:59:59+00:01", "9999-12-31T23:59:59.999Z", "0001-01-01T00:00:00Z", "0001-01-01T00:00:00-23:59"]:
         event = decode_event(None, _bytes(_example("forget") | {"ts": ts}), LIMITS)

@@ -24,11 +24,11 @@ import msgspec.inspect as mi
 import pytest
 
 from prefstream.settings import LimitSettings
-from schemas import bounds
-from schemas.decode import decode_event
-from schemas.errors import EventRejected, RejectCode
-from schemas.events import KINDS
-from schemas.examples import EXAMPLES
+from prefstream.schemas import bounds
+from prefstream.schemas.decode import decode_event
+from prefstream.schemas.errors import EventRejected, RejectCode
+from prefstream.schemas.events import KINDS
+from prefstream.schemas.examples import EXAMPLES
 
 LIMITS = LimitSettings()
 SCHEMA = json.loads((Path(__file__).parents[2] / "schemas" / "json" / "event.schema.json").read_text())

@@ -6,9 +6,9 @@ import json
 from typing import Any
 
 from prefstream.settings import LimitSettings
-from schemas.decode import decode_event
-from schemas.events import Event
-from schemas.evidence import (
+from prefstream.schemas.decode import decode_event
+from prefstream.schemas.events import Event
+from prefstream.schemas.evidence import (
     CONVERSATION_QUERY,
     NO_NEGATIVE,
     NO_POSITIVE,
@@ -19,7 +19,7 @@ from schemas.evidence import (
     seeded_index,
     to_evidence,
 )
-from schemas.examples import EXAMPLES
+from prefstream.schemas.examples import EXAMPLES
 
 LIMITS = LimitSettings()
 

@@ -10,25 +10,25 @@ import jsonschema
 import pytest
 
 from prefstream.settings import LimitSettings
-from schemas import generate
-from schemas.decode import decode_event
-from schemas.errors import REJECT_CODE_DOCS
-from schemas.examples import EXAMPLES
-from schemas.profiles import decode_profile
+from prefstream.schemas import generate
+from prefstream.schemas.decode import decode_event
+from prefstream.schemas.errors import REJECT_CODE_DOCS
+from prefstream.schemas.examples import EXAMPLES
+from prefstream.schemas.profiles import decode_profile
 
 ROOT = Path(__file__).parents[2]
 
 
 @pytest.mark.parametrize("path", sorted(generate.expected_files()), ids=lambda p: p.name)
 def test_committed_file_matches_the_code(path: Path) -> None:
-    """A generated file that differs from the code fails here: run `python -m schemas.generate` and commit."""
+    """A generated file that differs from the code fails here: run `python -m prefstream.schemas.generate` and commit."""
     expected = generate.expected_files()[path]
-    assert path.exists(), f"{path} is missing: run python -m schemas.generate"
-    assert path.read_text(encoding="utf-8") == expected, f"{path} is out of date: run python -m schemas.generate"
+    assert path.exists(), f"{path} is missing: run python -m prefstream.schemas.generate"
+    assert path.read_text(encoding="utf-8") == expected, f"{path} is out of date: run python -m prefstream.schemas.generate"
 
 
 def test_check_mode_reports_no_drift() -> None:
-    """`python -m schemas.generate --check` exits 0 on the committed tree."""
+    """`python -m prefstream.schemas.generate --check` exits 0 on the committed tree."""
     assert generate.main(["--check"]) == 0
 
 

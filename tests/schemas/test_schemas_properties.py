@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from prefstream.settings import LimitSettings
-from schemas.decode import decode_event
-from schemas.errors import EventRejected, RejectCode
-from schemas.events import (
+from prefstream.schemas.decode import decode_event
+from prefstream.schemas.errors import EventRejected, RejectCode
+from prefstream.schemas.events import (
     ConversationEvent,
     EngagementEvent,
     Event,
@@ -26,9 +26,9 @@ from schemas.events import (
     Turn,
     encode_event,
 )
-from schemas.evidence import to_evidence
-from schemas.examples import EXAMPLES
-from schemas.timefmt import ms_to_rfc3339, ts_to_ms
+from prefstream.schemas.evidence import to_evidence
+from prefstream.schemas.examples import EXAMPLES
+from prefstream.schemas.timefmt import ms_to_rfc3339, ts_to_ms
 
 LIMITS = LimitSettings()
 SCHEMA = json.loads((Path(__file__).parents[2] / "schemas" / "json" / "event.schema.json").read_text())

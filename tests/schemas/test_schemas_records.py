@@ -7,11 +7,11 @@ import datetime as dt
 import msgspec
 import pytest
 
-from schemas.deadletter import DLQ_HEADER_PREFIX, HEADER_NAMES, dead_letter_headers, parse_dead_letter_headers
-from schemas.errors import RecordDecodeError
-from schemas.failures import FAILURE_SCHEMA_VERSION, FailureRecord, decode_failure, encode_failure
-from schemas.profiles import PROFILE_SCHEMA_VERSION, Profile, decode_profile, encode_profile
-from schemas.timefmt import ms_to_rfc3339, ts_to_ms
+from prefstream.schemas.deadletter import DLQ_HEADER_PREFIX, HEADER_NAMES, dead_letter_headers, parse_dead_letter_headers
+from prefstream.schemas.errors import RecordDecodeError
+from prefstream.schemas.failures import FAILURE_SCHEMA_VERSION, FailureRecord, decode_failure, encode_failure
+from prefstream.schemas.profiles import PROFILE_SCHEMA_VERSION, Profile, decode_profile, encode_profile
+from prefstream.schemas.timefmt import ms_to_rfc3339, ts_to_ms
 
 
 def _profile(**over: object) -> Profile:

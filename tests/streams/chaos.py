@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from models.backends.ledger import parse_ledger
-from schemas.deadletter import parse_dead_letter_headers
+from prefstream.models.backends.ledger import parse_ledger
+from prefstream.schemas.deadletter import parse_dead_letter_headers
 from tests.streams.harness import CI_WORKER_ENV, ProfileLog, Producer, TopicReader, Worker, trace_user, wait_for
 from tests.streams.scenario import MALFORMED, Scenario, versions_never_go_back
 
@@ -297,7 +297,7 @@ def _serving_or_idle(worker: Worker) -> bool:
 
 
 def profiles_update_events(raw: bytes) -> int:
-    from schemas.profiles import decode_profile
+    from prefstream.schemas.profiles import decode_profile
 
     return decode_profile(raw).update_events
 

@@ -150,13 +150,13 @@ def main(argv: list[str]) -> int:
     bootstrap, topic, group = argv[:3]
     scenario = "generation" if "--generation" in argv else "abandon"
     if "--patched" in argv:
-        from streams import faust_fixes
+        from prefstream.streams import faust_fixes
 
         faust_fixes.install()
     elif "--exact-head-only" in argv:
         from faust.transport.consumer import Consumer
 
-        from streams import faust_fixes
+        from prefstream.streams import faust_fixes
 
         Consumer._new_offset = faust_fixes.exact_head_commit(Consumer._new_offset)
     print("RESULT " + json.dumps(run(bootstrap, topic, group, scenario)), flush=True)

@@ -23,9 +23,9 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from prefstream.kafka.local import free_port
-from schemas.deadletter import parse_dead_letter_headers
-from schemas.profiles import Profile, decode_profile
-from streams.partitioning import partition_for
+from prefstream.schemas.deadletter import parse_dead_letter_headers
+from prefstream.schemas.profiles import Profile, decode_profile
+from prefstream.streams.partitioning import partition_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -277,8 +277,8 @@ def trace_user(env: dict[str, str], user: str, partitions: int) -> str:
     user's history in the state changelog (offset: epoch, version, pending event ids)."""
     import msgspec
 
-    from streams import state as st
-    from streams.store import UserRecord, user_key
+    from prefstream.streams import state as st
+    from prefstream.streams.store import UserRecord, user_key
 
     bootstrap, app_id = env["KAFKA_BOOTSTRAP_SERVERS"], env["PREFSTREAM_APP_ID"]
     part = partition_for(user, partitions)

@@ -10,8 +10,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from models.backends.ledger import parse_ledger
-from schemas.profiles import Profile
+from prefstream.models.backends.ledger import parse_ledger
+from prefstream.schemas.profiles import Profile
 from tests.streams.harness import Producer, event, forget
 
 MALFORMED: list[bytes] = [

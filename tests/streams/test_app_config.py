@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from models.backends.ledger import LedgerBackend
+from prefstream.models.backends.ledger import LedgerBackend
 from prefstream.settings import Settings
-from streams.app import StreamApp
+from prefstream.streams.app import StreamApp
 
 
 def test_unprefixed_environment_cannot_reconfigure_faust(monkeypatch: pytest.MonkeyPatch) -> None:

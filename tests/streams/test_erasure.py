@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
-from streams.partitioning import partition_for
+from prefstream.streams.partitioning import partition_for
 from tests.streams.harness import CI_WORKER_ENV, ProfileLog, Producer, Worker, event, forget, wait_for
 
 PARTITIONS = 2

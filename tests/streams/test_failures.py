@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from schemas.failures import decode_failure
+from prefstream.schemas.failures import decode_failure
 from tests.streams.harness import CI_WORKER_ENV, ROOT, ProfileLog, Producer, TopicReader, Worker, wait_for
 from tests.streams.scenario import Scenario
 

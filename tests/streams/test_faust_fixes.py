@@ -74,7 +74,7 @@ def test_install_is_idempotent_and_marks_the_method() -> None:
     """`install()` patches once; a second call changes nothing."""
     from faust.transport.consumer import Consumer
 
-    from streams import faust_fixes
+    from prefstream.streams import faust_fixes
 
     faust_fixes.install()
     patched = Consumer._new_offset, Consumer.getmany

@@ -37,10 +37,10 @@ from typing import Any
 import pytest
 
 from prefstream.settings import LimitSettings
-from schemas.deadletter import parse_dead_letter_headers
-from schemas.decode import MAX_NESTING_DEPTH, decode_event
-from schemas.errors import EventRejected
-from streams.partitioning import partition_for
+from prefstream.schemas.deadletter import parse_dead_letter_headers
+from prefstream.schemas.decode import MAX_NESTING_DEPTH, decode_event
+from prefstream.schemas.errors import EventRejected
+from prefstream.streams.partitioning import partition_for
 from tests.streams.harness import CI_WORKER_ENV, ProfileLog, Producer, TopicReader, Worker, wait_for
 from tests.streams.scenario import Scenario
 

@@ -9,17 +9,17 @@ import typing
 import msgspec
 import pytest
 
-from models.backends.ledger import FAIL_MODES, LedgerBackend, LedgerFault, malformed_generation, parse_ledger
-from models.errors import FailureReason, OutputParseError
-from models.interface import UpdateFailure, UpdateRequest, UpdateSuccess
-from models.parse import parse_summary
+from prefstream.models.backends.ledger import FAIL_MODES, LedgerBackend, LedgerFault, malformed_generation, parse_ledger
+from prefstream.models.errors import FailureReason, OutputParseError
+from prefstream.models.interface import UpdateFailure, UpdateRequest, UpdateSuccess
+from prefstream.models.parse import parse_summary
 from prefstream.errors import ConfigError
 from prefstream.settings import FlushSettings, LedgerSettings, Settings
-from schemas.evidence import Evidence
-from streams import state as st
-from streams.metrics import StreamMetrics
-from streams.policy import FlushPolicy
-from streams.scheduler import FoldScheduler
+from prefstream.schemas.evidence import Evidence
+from prefstream.streams import state as st
+from prefstream.streams.metrics import StreamMetrics
+from prefstream.streams.policy import FlushPolicy
+from prefstream.streams.scheduler import FoldScheduler
 
 
 def request(user: str, ids: list[str], previous: str | None = None) -> UpdateRequest:

@@ -20,10 +20,10 @@ from typing import Any
 import msgspec
 import pytest
 
-from models.backends.ledger import parse_ledger
-from schemas.profiles import decode_profile
-from streams.migrate import LegacyState, new_records
-from streams.store import ProfileRecord, UserRecord
+from prefstream.models.backends.ledger import parse_ledger
+from prefstream.schemas.profiles import decode_profile
+from prefstream.streams.migrate import LegacyState, new_records
+from prefstream.streams.store import ProfileRecord, UserRecord
 from tests.streams.harness import CI_WORKER_ENV, ROOT, Producer, TopicReader, Worker, event, wait_for
 
 FIXTURE = Path(__file__).parent / "fixtures" / "legacy-0.1-changelogs.json"

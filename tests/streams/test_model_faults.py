@@ -28,9 +28,9 @@ from pathlib import Path
 
 import pytest
 
-from models.backends.ledger import FAIL_MODES, parse_ledger
-from schemas.failures import FailureRecord, decode_failure
-from schemas.profiles import Profile, decode_profile
+from prefstream.models.backends.ledger import FAIL_MODES, parse_ledger
+from prefstream.schemas.failures import FailureRecord, decode_failure
+from prefstream.schemas.profiles import Profile, decode_profile
 from tests.streams.backlog import run_backlog
 from tests.streams.harness import CI_WORKER_ENV, ROOT, ProfileLog, Producer, TopicReader, Worker, wait_for
 from tests.streams.scenario import Scenario

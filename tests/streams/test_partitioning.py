@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.partitioning import partition_for
+from prefstream.streams.partitioning import partition_for
 
 
 def test_matches_java_murmur2_vectors() -> None:

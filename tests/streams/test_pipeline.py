@@ -116,7 +116,7 @@ def test_read_api_health_and_no_table_endpoints(env: dict[str, str], worker: Wor
     wait_for(lambda: not sc.mismatches(profiles.poll()), PROFILES_TIMEOUT_S, "profile")
     status, body = worker.get("/profiles/reader")
     assert status == 200
-    from schemas.profiles import decode_profile
+    from prefstream.schemas.profiles import decode_profile
 
     assert decode_profile(body) == profiles.last("reader")
     assert worker.get("/profiles/nobody")[0] == 404

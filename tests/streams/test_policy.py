@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as s
 
 from prefstream.settings import FlushSettings
-from streams.policy import FlushPolicy, UserView, select_batch
+from prefstream.streams.policy import FlushPolicy, UserView, select_batch
 
 POLICY = FlushPolicy.from_settings(FlushSettings(), backend_budget=1000)
 NOW = 1_000_000_000

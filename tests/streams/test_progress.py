@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from streams.progress import GapReader, SourceRecord, SourceTracker, fill_gap
-from streams.store import SourceProgress, Store
+from prefstream.streams.progress import GapReader, SourceRecord, SourceTracker, fill_gap
+from prefstream.streams.store import SourceProgress, Store
 
 pytestmark = pytest.mark.kafka
 READ_TIMEOUT_S = 30.0

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import asyncio
 
-from models.backends.ledger import LedgerBackend
-from models.interface import UpdateRequest, UpdateSuccess
+from prefstream.models.backends.ledger import LedgerBackend
+from prefstream.models.interface import UpdateRequest, UpdateSuccess
 from prefstream.settings import FlushSettings
-from schemas.evidence import Evidence
-from streams import state as st
-from streams.metrics import StreamMetrics
-from streams.policy import FlushPolicy
-from streams.records import FoldResult
-from streams.scheduler import FoldScheduler, now_ms
+from prefstream.schemas.evidence import Evidence
+from prefstream.streams import state as st
+from prefstream.streams.metrics import StreamMetrics
+from prefstream.streams.policy import FlushPolicy
+from prefstream.streams.records import FoldResult
+from prefstream.streams.scheduler import FoldScheduler, now_ms
 
 FLUSH = FlushSettings(min_events=1, max_events=8, max_wait_s=1.0, idle_s=0.0, min_interval_s=0.0, tick_s=0.05,
                       saturated_min_events=1)  # fmt: skip
@@ -42,7 +42,7 @@ class SlowPerUser(LedgerBackend):
 
 
 def _usage():  # type: ignore[no-untyped-def]
-    from models.interface import Usage
+    from prefstream.models.interface import Usage
 
     return Usage(prompt_tokens=1, completion_tokens=1, latency_s=0.0)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
-from schemas.evidence import Evidence
-from streams import state as st
+from prefstream.schemas.evidence import Evidence
+from prefstream.streams import state as st
 
 PLAN = st.RetryPlan(retry_limit=2, degraded_attempts=2, backoff_s=1.0, backoff_max_s=8.0)
 

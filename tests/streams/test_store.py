@@ -7,9 +7,9 @@ from pathlib import Path
 
 import msgspec
 
-from schemas.evidence import Evidence
-from streams import state as st
-from streams.store import STATE_FORMAT, SourceProgress, Store, progress_key, profile_key, user_key
+from prefstream.schemas.evidence import Evidence
+from prefstream.streams import state as st
+from prefstream.streams.store import STATE_FORMAT, SourceProgress, Store, progress_key, profile_key, user_key
 
 SNAPSHOTS = Path(__file__).parent / "fixtures"
 

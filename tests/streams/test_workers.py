@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from schemas.profiles import decode_profile
+from prefstream.schemas.profiles import decode_profile
 from tests.streams.harness import CI_WORKER_ENV, ProfileLog, Producer, Worker, trace_user, wait_for
 from tests.streams.scenario import Scenario, versions_never_go_back
 
