@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prompt": ("prefstream.models.cli", "Print the exact chat messages the model would get for a JSONL file of events."),
     "demo": ("prefstream.demo", "End to end: broker, worker, sample events in, profiles printed."),
     "settings": ("prefstream.settings_cli", "Print the effective settings, or the README's table."),
+    "capacity": ("prefstream.capacity", "GPUs, workers and partitions for a load, with the arithmetic shown."),
 }
 
 
