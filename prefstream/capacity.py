@@ -33,8 +33,8 @@ from prefstream.settings import Settings
 #: tokens, concurrency 50-100 (docs/capacity.md, "The GPU figure"); AlignXplore+ (Qwen3-8B) is of that class.
 DEFAULT_GPU_TOKENS_PER_S = 3000.0
 #: Default events/s one worker ingests with the model out of the way (docs/performance.md, "Stream overhead",
-#: after the fix, on the 2-core development machine: a production node does better).
-DEFAULT_WORKER_EVENTS_PER_S = 400.0
+#: after the fix: the median on the shared 2-core development machine; a production node does better).
+DEFAULT_WORKER_EVENTS_PER_S = 490.0
 #: Plan machines for this share of their measured capacity (the rest absorbs bursts and catch-up).
 TARGET_UTILIZATION = 0.7
 #: Characters per token when no tokenizer is given (English text with a Qwen-style byte-level BPE).

@@ -14,7 +14,7 @@ from prefstream.models.tiny import ensure_tiny_model
 def test_plan_arithmetic_for_a_million_users() -> None:
     """2,000 events/s folded 16 to an update is 125 updates/s; at 4,096 output tokens and 3,000 tokens/s per
     GPU at 70% that needs 244 GPUs; 8 workers of 400 events/s; 16 partitions."""
-    plan = make_plan(2000, 1_000_000, 16, 2500, "given", 4096, 3000, 400)
+    plan = make_plan(2000, 1_000_000, 16, 2500, "given", 4096, 3000, 400)  # worker figure given, not the default
     assert plan.updates_per_s == 125
     assert plan.gpus == math.ceil(125 * 4096 / (3000 * TARGET_UTILIZATION)) == 244
     assert (plan.workers, plan.partitions) == (8, 16)
@@ -37,7 +37,7 @@ def test_capacity_prints_the_arithmetic_and_the_answer(capsys: pytest.CaptureFix
     out = capsys.readouterr().out
     assert code == 0
     assert "updates/s    = events/s / events per update = 2,000 / 16 = 125.0" in out
-    assert "GPUs 120  workers 8  partitions 16" in out  # ceil(125 x 2000 / 2100)
+    assert "GPUs 120  workers 6  partitions 16" in out  # ceil(125 x 2000 / 2100), ceil(2000 / (490 x 0.7))
 
 
 @pytest.mark.parametrize(
