@@ -24,6 +24,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "state migrate": ("prefstream.streams.migrate", "Move the state of a release before 0.2.0 into the one state table."),
     "redrive": ("prefstream.streams.redrive", "Retry the model updates of parked users."),
     "prompt": ("prefstream.models.cli", "Print the exact chat messages the model would get for a JSONL file of events."),
+    "eval run": ("prefstream.eval.cli", "Evaluate profiles against baselines with the AlignXplore+ selection protocol."),
+    "eval generate": ("prefstream.eval.cli", "Write synthetic users with known tastes for `eval run`."),
+    "eval report": ("prefstream.eval.cli", "Rebuild an eval run's tables and plot from its records."),
     "demo": ("prefstream.demo", "End to end: broker, worker, sample events in, profiles printed."),
     "settings": ("prefstream.settings_cli", "Print the effective settings, or the README's table."),
 }
