@@ -130,7 +130,8 @@ def markdown(results: Results) -> str:
     run = results.run
     lines = [
         f"Data: `{run.get('input')}` ({run.get('cases')} users); preference model: `{run.get('preference')}`; "
-        f"judge: `{run.get('judge')}`; {run.get('steps')} streaming steps; seed {run.get('seed')}.",
+        f"judge: `{run.get('judge')}`; {run.get('steps')} streaming steps; seed {run.get('seed')}; "
+        f"summary tokens counted with: {run.get('summary_tokens_counted_with', 'the preference model')}.",
         "",
         "| method | n | accuracy % | 95% CI | early-probe retention % | mean summary tokens | answers ok / malformed "
         "/ both / neither / error | failed updates |",
@@ -185,6 +186,11 @@ def plot(results: Results, path: Path) -> None:
             ax2.plot(xs, [100 * s.retention if s.retention is not None else float("nan") for s in steps],
                      marker="x", linestyle="--", color=line.get_color(), label=f"{method} early probes")
         ax3.plot(xs, [s.mean_summary_tokens for s in steps], marker="o", color=line.get_color(), label=method)
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (ax2, ax3):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax3.set_ylim(bottom=0)
     ax2.axhline(50, color="grey", linestyle=":", linewidth=1)
     ax2.set_ylim(0, 100)
     ax2.set_xlabel("streaming step")
