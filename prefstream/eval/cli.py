@@ -25,7 +25,7 @@ from typing import Any
 import msgspec
 
 from prefstream.errors import ConfigError
-from prefstream.eval.checkpoint import RunDir, profile_key
+from prefstream.eval.checkpoint import RunDir, judgment_key, profile_key
 from prefstream.eval.data import Case, EvalInputError, load_benchmark, load_events
 from prefstream.eval.judges import ChatJudge, Judge, LexicalJudge
 from prefstream.eval.report import Results, aggregate, markdown, write
@@ -221,25 +221,32 @@ async def evaluate(cases: Sequence[Case], models: dict[str, PreferenceModel], ju
     run_dir = RunDir(out)
     run_dir.open(msgspec.json.encode(info), restart=restart)
     started: list[PreferenceModel] = []
+
+    async def start_models() -> None:
+        for m in models.values():
+            if m not in started:
+                await m.start()
+                started.append(m)
+
     try:
         missing = any(profile_key(name, i, step) not in run_dir.records
                       for name in models for i in range(len(cases)) for step in [FULL, *range(1, plan.steps + 1)])
-        if missing or keep_engine_for_judge:
-            for m in models.values():
-                await m.start()
-                started.append(m)
         if missing:
+            await start_models()
             await build_profiles(run_dir, cases, models, plan, count_tokens)
-        if close_models and not keep_engine_for_judge:
-            for m in started:
-                await m.aclose()
         units = judgment_units(cases, list(models), run_dir, plan)
-        judge = judge_factory()
-        await judge.start()
-        try:
-            await judge_all(run_dir, cases, units, judge, plan)
-        finally:
-            await judge.aclose()
+        if any(judgment_key(u.method, u.case, u.step, u.probe) not in run_dir.records for u in units):
+            if keep_engine_for_judge:
+                await start_models()  # the judge runs on the preference engine
+            elif close_models:  # one engine at a time: the judge may need the memory
+                for m in started:
+                    await m.aclose()
+            judge = judge_factory()
+            await judge.start()
+            try:
+                await judge_all(run_dir, cases, units, judge, plan)
+            finally:
+                await judge.aclose()
     finally:
         run_dir.close()
         if close_models:

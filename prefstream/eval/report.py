@@ -33,6 +33,7 @@ class MethodRow(msgspec.Struct, kw_only=True):
     retention_n: int = 0
     mean_summary_tokens: float | None = None
     update_failures: int | None = None
+    failure_reasons: dict[str, int] | None = None  # failed updates by the backend's reason code
     dropped_triples: int | None = None
 
 
@@ -117,6 +118,7 @@ def _method_row(method: str, rows: list[JudgmentRecord], prof: list[ProfileRecor
         retention=sum(r.correct for r in early) / len(early) if early else None, retention_n=len(early),
         mean_summary_tokens=_mean([p.summary_tokens for p in prof]) if prof is not None else None,
         update_failures=sum(p.status == "failed" for p in prof) if prof is not None else None,
+        failure_reasons=dict(Counter(p.failure for p in prof if p.failure)) if prof is not None else None,
         dropped_triples=sum(p.dropped for p in prof) if prof is not None else None,
     )
 
@@ -141,6 +143,8 @@ def markdown(results: Results) -> str:
         answers = " / ".join(str(m.answers.get(s, 0)) for s in STATUS_COLUMNS)
         tokens = "–" if m.mean_summary_tokens is None else f"{m.mean_summary_tokens:.0f}"
         failures = "–" if m.update_failures is None else str(m.update_failures)
+        if m.failure_reasons:
+            failures += " (" + ", ".join(f"{k} {v}" for k, v in sorted(m.failure_reasons.items())) + ")"
         lines.append(
             f"| {m.method} | {m.n} | {_pct(m.accuracy)} | {_pct(m.ci_low)}–{_pct(m.ci_high)} | {_pct(m.retention)} "
             f"| {tokens} | {answers} | {failures} |"

@@ -29,9 +29,10 @@ class ScriptedModel:
     def __init__(self, fail_on: str = "", reason: str = "no_think_close") -> None:
         self.fail_on, self.reason = fail_on, reason
         self.calls: list[str] = []
+        self.starts = 0
 
     async def start(self) -> None:
-        return None
+        self.starts += 1
 
     def count_prompt_tokens(self, previous_summary: str | None, evidence: tuple[Evidence, ...]) -> int:
         return sum(len(ev.triples) for ev in evidence)  # one token per triple: budget 10 holds 10 triples
@@ -94,3 +95,13 @@ async def test_a_backend_that_is_down_stops_the_run_and_a_rerun_finishes(tmp_pat
     results = await evaluate(cases, {"scripted": ScriptedModel()}, LexicalJudge, Plan(steps=2, progress=False),
                              tmp_path / "run", info, count_tokens=len)
     assert {m.method: m.n for m in results.methods}["scripted/stream"] == 3
+
+
+async def test_a_finished_run_starts_no_model(tmp_path: Path, cases: list) -> None:
+    """Re-running a finished run (even one whose judge shares the preference engine) starts nothing."""
+    info = {"input": "x", "steps": 2}
+    first, again = ScriptedModel(), ScriptedModel()
+    for model in (first, again):
+        await evaluate(cases, {"scripted": model}, LexicalJudge, Plan(steps=2, progress=False), tmp_path / "run",
+                       info, count_tokens=len, keep_engine_for_judge=True)
+    assert first.starts == 1 and again.starts == 0 and again.calls == []
