@@ -28,6 +28,7 @@ class PendingFigures:
     users: int = 0  # users with events not yet in their profile
     events: int = 0
     oldest_age_s: float = 0.0  # age of the oldest pending event
+    oldest_active_age_s: float = 0.0  # the same, parked users left out (they wait for an operator, not the model)
     in_flight: int = 0  # updates running or awaiting apply
     parked: int = 0
     waiting: int = 0  # users whose update was due at the last pass and found no free model slot
@@ -48,6 +49,11 @@ class _Callbacks(Collector):
         yield GaugeMetricFamily("prefstream_events_pending", "Accepted events not yet in a profile.", f.events)
         yield GaugeMetricFamily(
             "prefstream_oldest_pending_age_seconds", "Age of the oldest pending event on this worker.", f.oldest_age_s
+        )
+        yield GaugeMetricFamily(
+            "prefstream_oldest_active_pending_age_seconds",
+            "Age of the oldest pending event of a user that is not parked (the autoscaling age signal).",
+            f.oldest_active_age_s,
         )
         yield GaugeMetricFamily("prefstream_updates_in_flight", "Model updates running or awaiting apply.", f.in_flight)
         yield GaugeMetricFamily("prefstream_users_parked", "Users parked after repeated failures.", f.parked)

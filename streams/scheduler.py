@@ -339,12 +339,16 @@ class FoldScheduler:
 
     def pending_figures(self) -> PendingFigures:
         views = self.views.values()
-        oldest = min((v.oldest_ms for v in views), default=None)
-        age = max(0.0, (now_ms() - oldest) / 1000) if oldest is not None else 0.0
+        now = now_ms()
+
+        def age(oldest: int | None) -> float:
+            return max(0.0, (now - oldest) / 1000) if oldest is not None else 0.0
+
         return PendingFigures(
             users=len(self.views),
             events=sum(v.count for v in views),
-            oldest_age_s=age,
+            oldest_age_s=age(min((v.oldest_ms for v in views), default=None)),
+            oldest_active_age_s=age(min((v.oldest_ms for v in views if not v.parked), default=None)),
             in_flight=len(self.inflight),
             parked=sum(1 for v in views if v.parked),
             waiting=self.waiting,

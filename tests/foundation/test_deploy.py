@@ -19,7 +19,7 @@ def test_dashboard_queries_only_metrics_the_worker_exports() -> None:
         for family in StreamMetrics().registry.collect()
         for suffix in suffixes.get(family.type, ("",))
     }
-    dashboard = json.loads((ROOT / "deploy/grafana/prefstream.json").read_text())
+    dashboard = json.loads((ROOT / "deploy/k8s/base/dashboards/prefstream.json").read_text())
     used = {
         name
         for panel in dashboard["panels"]

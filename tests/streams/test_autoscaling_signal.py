@@ -2,7 +2,7 @@
 
 A ledger backend with a delay and a window of two is the bottleneck; many users each send one event.
 The worker acknowledges every event at once (consumer lag stays near zero), while users wait for a
-model slot: `prefstream_users_waiting` and `prefstream_oldest_pending_age_seconds` rise, and both fall
+model slot: `prefstream_users_waiting` and `prefstream_oldest_active_pending_age_seconds` rise, and both fall
 back to zero when the backlog drains (docs/operations.md, "Scaling").
 """
 
@@ -63,7 +63,7 @@ def scrape(worker: Worker, events_topic: str) -> Sample:
     return Sample(
         t=time.monotonic(),
         waiting=values["prefstream_users_waiting"],
-        oldest_age=values["prefstream_oldest_pending_age_seconds"],
+        oldest_age=values["prefstream_oldest_active_pending_age_seconds"],
         running=values["prefstream_model_requests_running"],
         slots=values["prefstream_model_slots"],
         users_pending=values["prefstream_users_pending"],
