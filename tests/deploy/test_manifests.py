@@ -217,3 +217,16 @@ def test_grafana_dashboard_is_shipped_as_a_configmap() -> None:
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
     shipped = (ROOT / "deploy/k8s/base/dashboards/prefstream.json").read_text()
     assert json.loads(cm["data"]["prefstream.json"]) == json.loads(shipped)
+
+
+def test_topics_manifest_command_prints_kafkatopics_for_the_environment() -> None:
+    """`prefstream topics manifest --cluster c` prints one KafkaTopic per topic for the settings it is run with."""
+    import os
+
+    env = {**os.environ, "PREFSTREAM_PARTITIONS": "5", "PREFSTREAM_APP_ID": "other"}
+    out = subprocess.run([str(ROOT / ".venv/bin/prefstream"), "topics", "manifest", "--cluster", "c"], env=env,
+                         capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+    topics = [d for d in yaml.safe_load_all(out.stdout) if d]
+    assert all(t["metadata"]["labels"]["strimzi.io/cluster"] == "c" for t in topics)
+    by_name = {t["spec"]["topicName"]: t["spec"]["partitions"] for t in topics}
+    assert by_name["other-state-changelog"] == 5 and by_name["other-__assignor-__leader"] == 1, by_name
