@@ -8,6 +8,7 @@ back to zero when the backlog drains (docs/operations.md, "Scaling").
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,11 @@ class Sample:
     slots: float
     users_pending: float
     events_lag: float
+
+    @property
+    def workers_needed(self) -> int:
+        """The model-demand trigger of deploy/k8s/base/scaledobject.yaml, on this one worker's figures."""
+        return math.ceil((self.running + self.waiting) / self.slots) if self.slots else 0
 
 
 def scrape(worker: Worker, events_topic: str) -> Sample:
@@ -106,6 +112,9 @@ def test_signal_rises_while_users_wait_for_the_model_and_falls_when_the_backlog_
     # Consumer lag does not see it: the agent acknowledged everything while users were still waiting.
     busy = [s for s in samples if s.waiting >= USERS // 4]
     assert any(s.events_lag == 0 for s in busy), f"lag was never 0 while users waited: {busy}"
-    # Drained: nothing waits, nothing runs, nothing is old.
+    # The KEDA model-demand query asks for many workers at the peak.
+    assert peak.workers_needed >= USERS // (2 * WINDOW), peak
+    # Drained: nothing waits, nothing runs, nothing is old, and the demand query asks for no worker.
     wait_for(lambda: (s := scrape(worker, env["PREFSTREAM_EVENTS_TOPIC"])).waiting == 0 and s.running == 0
-             and s.oldest_age == 0, 30, "the signals back at 0", lambda: scrape(worker, env["PREFSTREAM_EVENTS_TOPIC"]))  # fmt: skip
+             and s.oldest_age == 0 and s.workers_needed == 0, 30, "the signals back at 0",
+             lambda: scrape(worker, env["PREFSTREAM_EVENTS_TOPIC"]))  # fmt: skip
