@@ -85,7 +85,10 @@ def register_inspector(app: Any, worker: Any) -> None:
 
     @app.page("/inspector")
     async def inspector_page(web: Any, request: Any) -> Any:
-        return denied(web, request) or web.bytes(page, content_type="text/html", headers=dict(_PAGE_HEADERS))
+        refused = denied(web, request)
+        if refused is not None:
+            return refused
+        return web.bytes(page, content_type="text/html", headers=dict(_PAGE_HEADERS))
 
     @app.page("/inspector/static/{name}")
     async def inspector_static(web: Any, request: Any, name: str) -> Any:
