@@ -130,7 +130,7 @@ def _logs_are_json_without_user_text(worker: Worker) -> None:
 @pytest.mark.timeout(120)
 def test_read_api_health_and_no_table_endpoints(env: dict[str, str], worker: Worker) -> None:
     """GET /profiles/{user} returns the published profile (404 if none); health answers; faust's raw table
-    endpoints and router are not served; the process title says `prefstream worker` (ps, pgrep, CI's check)."""
+    endpoints, router and (off by default) the inspector are not served; the process title says `prefstream worker` (ps, pgrep, CI's check)."""
     assert worker.proc is not None
     title = Path(f"/proc/{worker.proc.pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     assert title.startswith("prefstream worker -"), title
@@ -148,7 +148,9 @@ def test_read_api_health_and_no_table_endpoints(env: dict[str, str], worker: Wor
     assert decode_profile(body) == profiles.last("reader")
     assert worker.get("/profiles/nobody")[0] == 404
     assert worker.get("/livez")[0] == 200 and worker.get("/readyz")[0] == 200
-    for path in ("/table/meta", "/table/profile/reader", "/router", "/graph", "/performance/"):
+    # The inspector is off unless enabled: its routes are not there either.
+    for path in ("/table/meta", "/table/profile/reader", "/router", "/graph", "/performance/", "/inspector",
+                 "/inspector/api/users/reader"):  # fmt: skip
         assert worker.get(path)[0] == 404, path
     metrics = worker.get("/metrics")[1].decode()
     assert "reader" not in metrics  # no user ids as labels
