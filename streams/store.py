@@ -17,8 +17,8 @@ partition at a time). Whatever a new owner restores is a state the old owner rea
 progress record restored with it says exactly which source offsets that state includes.
 
 Every value carries `format` (`STATE_FORMAT`): a later release reads older values by it. Fields added
-with a default keep the format (an older value reads with the default): `ProfileRecord.history` (0.3.0)
-is one, so a profile stored by 0.2.0 reads as one without history.
+with a default keep the format (an older value reads with the default): `ProfileRecord.history`, added
+after 0.2.0, is one, so a profile stored by 0.2.0 reads as one without history.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class ProfileRecord(msgspec.Struct, frozen=True, kw_only=True):
 
     format: int = STATE_FORMAT
     profile: ProfileState
-    history: tuple[UpdateEntry, ...] = ()  # the last updates of the profile's epoch, oldest first (0.3.0)
+    history: tuple[UpdateEntry, ...] = ()  # the last updates of the profile's epoch, oldest first (added after 0.2.0)
 
 
 class SourceProgress(msgspec.Struct, frozen=True, kw_only=True):

@@ -90,7 +90,7 @@ def test_values_written_by_state_format_1_read_back() -> None:
     meta, pending = sample_user()
     assert store.user("u1").meta == meta and store.user("u1").pending == pending
     assert store.profile("u1") == sample_profile()
-    assert store.profile_record("u1") == ProfileRecord(profile=sample_profile(), history=())  # before 0.3.0: none
+    assert store.profile_record("u1") == ProfileRecord(profile=sample_profile(), history=())  # written by 0.2.0: no history
     assert store.progress("results", 0) == SourceProgress(offset=9, dead_lettered=-1)
 
 
