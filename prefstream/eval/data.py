@@ -159,7 +159,7 @@ def load_events(events: Path, targets: Path, *, limits: LimitSettings, task: Tas
     cases = []
     for user_id, lines in target_by_user.items():
         usable = [
-            t for _, triples in lines for t in triples if t.rejected not in (NO_NEGATIVE,) and t.chosen != NO_POSITIVE
+            t for _, triples in lines for t in triples if t.rejected != NO_NEGATIVE and t.chosen != NO_POSITIVE
         ]
         if not usable:
             raise EvalInputError(
