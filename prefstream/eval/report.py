@@ -177,6 +177,10 @@ def plot(results: Results, path: Path) -> None:
     acc = [100 * m.accuracy for m in rows]
     err = [[100 * (m.accuracy - m.ci_low) for m in rows], [100 * (m.ci_high - m.accuracy) for m in rows]]
     ax1.barh(ys, acc, xerr=err, color="#4c72b0", capsize=3)
+    for y, m in zip(ys, rows):  # the answers that could not count, so a judge that cannot answer is visible
+        bad = m.n - m.answers.get("ok", 0)
+        note = f"{100 * m.accuracy:.0f}%" + (f"  ({bad}/{m.n} answers not ok)" if bad else "")
+        ax1.text(min(100 * m.ci_high + 1, 60), y, note, va="center", fontsize=7)
     ax1.set_yticks(ys, [m.method for m in rows])
     ax1.axvline(50, color="grey", linestyle=":", linewidth=1)
     ax1.set_xlim(0, 100)
