@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from prefstream.eval.data import EvalInputError, load_benchmark, load_events, task_for
 from prefstream.eval.synthetic import generate, write
@@ -96,3 +98,28 @@ def test_events_errors_name_file_and_line(tmp_path: Path) -> None:
     engaged = {"kind": "engagement", "event_id": "t2", "user_id": "u1", "ts": 2, "item": "a"}
     with pytest.raises(EvalInputError, match=r"t2\.jsonl:1: user 'u1' has no target with both"):
         load_events(events, _write(tmp_path / "t2.jsonl", [engaged]), limits=limits)
+
+
+_JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["history", "target", "query", "chosen", "rejected", "user_id", "task", "x"]), inner,
+        max_size=4),
+    max_leaves=12,
+)
+
+
+@given(_JSONISH)
+def test_any_line_is_a_case_or_a_one_line_error(value: object) -> None:
+    """Whatever JSON a line holds, loading gives a case or an EvalInputError naming line 1, never another error."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "f.jsonl"
+        path.write_text(json.dumps(value) + "\n")
+        try:
+            cases = load_benchmark(path)
+        except EvalInputError as exc:
+            assert str(exc).startswith(f"{path}:1: ") and "\n" not in str(exc)
+        else:
+            assert len(cases) == 1
