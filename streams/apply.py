@@ -159,7 +159,7 @@ class Apply:
                 base_version=result.base_version, reason=code, attempts=meta.attempts, event_count=len(batch),
                 first_event_id=batch[0].event_id if batch else "", last_event_id=batch[-1].event_id if batch else "",
                 first_event_ts=ms_to_rfc3339(min(ts)) if ts else "", last_event_ts=ms_to_rfc3339(max(ts)) if ts else "",
-                failed_at=ms_to_rfc3339(now), model="", prompt_version="", backend=result.backend,
+                failed_at=ms_to_rfc3339(now), model=result.model, prompt_version=result.prompt_version, backend=result.backend,
             ))  # fmt: skip
 
         key = user_id.encode("utf-8")
@@ -168,7 +168,7 @@ class Apply:
         self.metrics.updates.labels("failed").inc()
         if meta.parked:
             # A second record marks the park itself, so operators see parked users on the same topic.
-            await self.failures.send(key=key, value=record("parked"), partition=partition)
+            await self.failures.send(key=key, value=record(PARKED), partition=partition)
             self.metrics.parks.inc()
         log.warning(
             "update_failed", user=user_ref(user_id), request_id=result.request_id, reason=reason,
