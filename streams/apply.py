@@ -22,7 +22,7 @@ import structlog
 
 from prefstream.models.interface import PreferenceModel, UpdateSuccess
 from prefstream.logs import user_ref
-from prefstream.schemas.failures import FAILURE_SCHEMA_VERSION, FailureRecord, encode_failure
+from prefstream.schemas.failures import FAILURE_SCHEMA_VERSION, PARKED, FailureRecord, encode_failure
 from prefstream.schemas.profiles import PROFILE_SCHEMA_VERSION, Profile, encode_profile
 from prefstream.schemas.timefmt import ms_to_rfc3339
 from prefstream.streams import state as st

@@ -91,6 +91,9 @@ class Store:
         raw = self.table.get(user_key(user_id))
         return UserRecord() if raw is None else _USER_DEC.decode(raw)
 
+    def has_user(self, user_id: str) -> bool:
+        return self.table.get(user_key(user_id)) is not None
+
     def put_user(self, user_id: str, meta: Meta, pending: Pending | None) -> None:
         self.table[user_key(user_id)] = _ENC.encode(UserRecord(meta=meta, pending=pending))
 
