@@ -41,9 +41,10 @@ Run `prefstream COMMAND --help` for a command's arguments. Settings come from th
 
 exit codes:
   0    done
-  1    the command ran and found a problem: a topic mismatch, a broker not running, a worker that
-       stopped on a fatal condition (restart it)
-  2    a usage or configuration error, or Kafka unreachable: one line on stderr says what to fix
+  1    the command ran and found a problem: a topic mismatch, a broker not running, a named user
+       not parked, a worker that stopped on a fatal condition (restart it)
+  2    a usage or configuration error, or Kafka or the read API unreachable: one line on stderr
+       says what to fix
   130  interrupted (Ctrl-C)
 """
 
