@@ -11,6 +11,7 @@ from typing import Final
 from prefstream.models.prompt import PROMPT_VERSION
 from prefstream.schemas.failures import FAILURE_SCHEMA_VERSION, FailureRecord
 from prefstream.schemas.profiles import PROFILE_SCHEMA_VERSION, Profile
+from prefstream.schemas.updates import UPDATE_SCHEMA_VERSION, UpdateRecord
 
 EXAMPLES: Final[dict[str, str]] = {
     "pair": """{
@@ -98,4 +99,16 @@ FAILURE_EXAMPLE: Final = FailureRecord(
     first_event_ts="2026-01-31T10:30:00.000Z", last_event_ts="2026-01-31T11:00:00.000Z",
     failed_at="2026-01-31T11:15:31.002Z", model="VanillaH1/AlignXplore-Plus", prompt_version=PROMPT_VERSION,
     backend="vllm",
+)  # fmt: skip
+
+# The update that wrote PROFILE_EXAMPLE.
+UPDATE_EXAMPLE: Final = UpdateRecord(
+    schema_version=UPDATE_SCHEMA_VERSION, user_id="u-1842", epoch=1, version=3,
+    request_id="5f0c2a9e7d3b4c1e8a6f9b2d4e7c1a3b",
+    event_ids=["chat-3141-2", "chat-3141-3", "chat-3141-4", "chat-3141-5"], events_applied=12, triples=5,
+    first_event_ts="2026-01-31T10:58:12.000Z", last_event_ts="2026-01-31T11:00:00.000Z", prompt_tokens=1630,
+    completion_tokens=912, summary_chars=len(PROFILE_EXAMPLE.summary), model=PROFILE_EXAMPLE.model,
+    prompt_version=PROMPT_VERSION, backend="vllm", attempt=1, degraded=False,
+    queued_at="2026-01-31T10:58:12.410Z", requested_at="2026-01-31T11:00:00.530Z",
+    finished_at="2026-01-31T11:00:01.980Z", applied_at="2026-01-31T11:00:02.125Z", summary="",
 )  # fmt: skip

@@ -2,7 +2,8 @@
 
 Outputs, all committed:
 
-- `schemas/json/event.schema.json`, `profile.schema.json`, `failure.schema.json` (JSON Schema 2020-12),
+- `schemas/json/event.schema.json`, `profile.schema.json`, `failure.schema.json`, `update.schema.json`
+  (JSON Schema 2020-12),
   with the DEFAULT `LimitSettings` written next to each `x-prefstream-limit` marker;
 - the generated blocks of `docs/schemas.md` (per-kind field tables, examples, error codes).
 
@@ -28,9 +29,10 @@ from prefstream.schemas import bounds
 from prefstream.schemas.errors import REJECT_CODE_DOCS
 from prefstream.schemas.events import EVENT_TYPES, KINDS, Event
 from prefstream.models.errors import FAILURE_REASON_DOCS
-from prefstream.schemas.examples import EXAMPLES, FAILURE_EXAMPLE, PROFILE_EXAMPLE
+from prefstream.schemas.examples import EXAMPLES, FAILURE_EXAMPLE, PROFILE_EXAMPLE, UPDATE_EXAMPLE
 from prefstream.schemas.failures import PARKED, FailureRecord
 from prefstream.schemas.profiles import Profile
+from prefstream.schemas.updates import UpdateRecord
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 JSON_DIR: Final = ROOT / "schemas" / "json"
@@ -108,6 +110,13 @@ def schema_files() -> dict[Path, str]:
             "failure",
             "One message value on PREFSTREAM_FAILURES_TOPIC (key = UTF-8 user_id): a model update that failed. "
             "No user text. Ignore unknown fields.",
+        ),
+        "update": record_schema(
+            UpdateRecord,
+            "update",
+            "One message value on PREFSTREAM_UPDATES_TOPIC (key = UTF-8 user_id): an applied model update. A "
+            "record can repeat after a worker crash (same content): dedupe on (user_id, epoch, version). No user "
+            "text unless PREFSTREAM_UPDATES_INCLUDE_SUMMARY is set. Ignore unknown fields.",
         ),
     }
     return {
@@ -277,6 +286,8 @@ BLOCKS: Final = {
     "failure-fields": lambda: record_block(FailureRecord),
     "failure-reasons": failure_reasons_block,
     "failure-example": lambda: example_block(FAILURE_EXAMPLE),
+    "update-fields": lambda: record_block(UpdateRecord),
+    "update-example": lambda: example_block(UPDATE_EXAMPLE),
 }
 _BLOCK = re.compile(
     r"(<!-- BEGIN GENERATED: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- END GENERATED: (?P=name) -->)", re.DOTALL

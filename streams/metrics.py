@@ -138,6 +138,10 @@ class StreamMetrics:
             "Replayed rejected events not dead-lettered again: the broker had confirmed their dead letter.",
             registry=r,
         )
+        self.update_records = Counter(
+            "prefstream_update_records", "Records sent to the updates topic, by kind (record, republish: a replay's "
+            "record sent again).", ["kind"], registry=r,
+        )  # fmt: skip
         self.requests_aborted = Counter(
             "prefstream_requests_aborted", "In-flight updates cancelled, by cause (revoked, forget, shutdown).",
             ["cause"], registry=r,
