@@ -263,6 +263,12 @@ def run(args: argparse.Namespace) -> int:
                     ok = _drive(settings, KafkaProducer, KafkaConsumer, deadline, proc)
                 if ok:
                     _read_api(settings.worker.web_port)
+                    if args.backend == "vllm":
+                        print("\ndemo: the tiny model has random weights, so its generations do not parse (the reasons "
+                              "above) and the users were parked with their events kept (`prefstream parked`, "
+                              "`prefstream redrive`). The engine path is the real one: with AlignXplore+ weights "
+                              "(PREFSTREAM_MODEL=<its directory>, no dummy load format) the same run writes summaries.",
+                              flush=True)  # fmt: skip
             finally:
                 _stop(proc)
                 if external:
