@@ -48,3 +48,22 @@ def test_redrive_plan_names_only_parked_users() -> None:
     assert plan(listing, []) == ({0: ["a", "c"], 1: ["b"]}, [])
     assert plan(listing, ["b", "nobody", "b"]) == ({1: ["b"]}, ["nobody"])
     assert plan(ParkedList(parked=[], workers=1), ["nobody"]) == ({}, ["nobody"])
+
+
+def test_parked_and_redrive_without_a_worker_are_one_line() -> None:
+    """With no worker's read API at the address, `parked` and `redrive` exit 2 with one line saying what to do."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    for command in (["parked"], ["redrive", "nobody"]):
+        done = subprocess.run([sys.executable, "-m", "prefstream.cli", *command, "--api", url], capture_output=True,
+                              text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})  # fmt: skip
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.splitlines() == [
+            f"prefstream {command[0]}: cannot reach a worker's read API at {url} (ConnectError); start a worker, or "
+            "name one with --api URL (its PREFSTREAM_WEB_HOST:PREFSTREAM_WEB_PORT)"
+        ]
