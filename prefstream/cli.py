@@ -37,6 +37,7 @@ GROUPS: dict[str, str] = {
     "kafka": "A local Kafka broker for development, demos and tests; or check the one KAFKA_BOOTSTRAP_SERVERS names.",
     "topics": "prefstream's Kafka topics.",
     "state": "The worker's local state.",
+    "eval": "Measure what profiles are worth to a downstream model (the AlignXplore+ protocol; docs/eval.md).",
 }
 
 EPILOG = """\
