@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if len(users) > 1:
         raise ConfigError(f"{args.events}: events of {len(users)} users; an update is for one user")
 
-    rendered = P.render(args.previous_summary, evidence)
+    rendered = P.render(args.previous_summary, evidence, max_summary_tokens=settings.model.max_summary_tokens)
     if args.rendered:
         sys.stdout.write(rendered.text)
         return 0

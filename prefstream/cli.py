@@ -26,6 +26,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "parked": ("prefstream.streams.parked_cli", "List the users whose updates stopped after repeated failures."),
     "redrive": ("prefstream.streams.redrive", "Retry the model updates of parked users (all, or those named)."),
     "prompt": ("prefstream.models.cli", "Print the exact chat messages the model would get for a JSONL file of events."),
+    "eval run": ("prefstream.eval.cli", "Evaluate profiles against baselines with the AlignXplore+ selection protocol."),
+    "eval generate": ("prefstream.eval.cli", "Write synthetic users with known tastes for `eval run`."),
+    "eval report": ("prefstream.eval.cli", "Rebuild an eval run's tables and plot from its records."),
     "demo": ("prefstream.demo", "End to end: broker, worker, sample events in, profiles printed."),
     "settings": ("prefstream.settings_cli", "Print the effective settings by section (secrets masked), or the README's table."),
 }
@@ -34,6 +37,7 @@ GROUPS: dict[str, str] = {
     "kafka": "A local Kafka broker for development, demos and tests; or check the one KAFKA_BOOTSTRAP_SERVERS names.",
     "topics": "prefstream's Kafka topics.",
     "state": "The worker's local state.",
+    "eval": "Measure what profiles are worth to a downstream model (the AlignXplore+ protocol; docs/eval.md).",
 }
 
 EPILOG = """\

@@ -412,6 +412,13 @@ class ModelSettings:
     max_summary_chars: int = setting(
         "PREFSTREAM_MAX_SUMMARY_CHARS", 6000, "Longest accepted summary; a longer one is a failed update."
     )
+    max_summary_tokens: int | None = setting(
+        "PREFSTREAM_MAX_SUMMARY_TOKENS",
+        None,
+        "Longest summary in the model's tokens: the update prompt asks for it (prompt version gains "
+        "`+max-summary-tokens-N`) and a longer summary is trimmed to the whole sentences that fit; the extractive "
+        "baseline drops items to fit (estimating 4 characters per token). Empty: no limit but the paper's prompt.",
+    )
     prompt_token_budget: int = setting(
         "PREFSTREAM_PROMPT_TOKEN_BUDGET",
         12288,
@@ -481,6 +488,8 @@ class ModelSettings:
             )
         if self.timeout_safety_factor < 1.0:
             raise ConfigError("PREFSTREAM_TIMEOUT_SAFETY_FACTOR must be >= 1")
+        if self.max_summary_tokens is not None and self.max_summary_tokens < 8:
+            raise ConfigError(f"PREFSTREAM_MAX_SUMMARY_TOKENS must be >= 8 (or empty), got {self.max_summary_tokens}")
 
 
 @dataclass(frozen=True)
@@ -664,6 +673,18 @@ class AuditSettings:
 
 
 @dataclass(frozen=True)
+class EvalSettings:
+    """`prefstream eval` (owned by prefstream/eval/); everything else about a run is a command-line argument."""
+
+    judge_api_key: str | None = setting(
+        "PREFSTREAM_EVAL_JUDGE_API_KEY",
+        None,
+        "Bearer token for the `openai` judge's server (`prefstream eval run --judge openai`), if it needs one.",
+        secret=True,
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     """All of prefstream's settings. Read once: `Settings.from_env()`."""
 
@@ -675,6 +696,7 @@ class Settings:
     flush: FlushSettings
     ledger: LedgerSettings
     audit: AuditSettings
+    eval: EvalSettings
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

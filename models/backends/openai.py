@@ -54,10 +54,10 @@ class OpenAIBackend:
     def __init__(self, settings: ModelSettings, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.settings = settings
         self.model_id = settings.effective_model_id
-        self.prompt_version = P.PROMPT_VERSION
+        self.prompt_version = P.prompt_version(settings.max_summary_tokens)
         self.max_concurrency = settings.openai_concurrency
         self.prompt_token_budget = settings.prompt_token_budget
-        self.tokenizer = PromptTokenizer(tokenizer_path(settings))
+        self.tokenizer = PromptTokenizer(tokenizer_path(settings), max_summary_tokens=settings.max_summary_tokens)
         self.timebox = TimeBox.from_settings(settings)
         # Test hook: extra request-body fields (e.g. structured_outputs, ignore_eos).
         self.body_overrides: dict[str, Any] = {}
@@ -168,6 +168,7 @@ class OpenAIBackend:
             latency_s=latency,
             model_id=self.model_id,
             max_summary_chars=self.settings.max_summary_chars,
+            tokenizer=self.tokenizer,
         )
         if finish in ("stop", "length"):
             self.timebox.observe(latency, completion_tokens)

@@ -132,10 +132,10 @@ class VllmBackend:
     def __init__(self, settings: ModelSettings, *, engine_overrides: dict[str, Any] | None = None) -> None:
         self.settings = settings
         self.model_id = settings.effective_model_id
-        self.prompt_version = P.PROMPT_VERSION
+        self.prompt_version = P.prompt_version(settings.max_summary_tokens)
         self.max_concurrency = settings.vllm_max_num_seqs
         self.prompt_token_budget = settings.prompt_token_budget
-        self.tokenizer = PromptTokenizer(tokenizer_path(settings))
+        self.tokenizer = PromptTokenizer(tokenizer_path(settings), max_summary_tokens=settings.max_summary_tokens)
         self.timebox = TimeBox.from_settings(settings)
         # Test hook: extra SamplingParams fields (e.g. structured_outputs) and generate() kwargs.
         self.sampling_overrides: dict[str, Any] = {}
@@ -234,6 +234,7 @@ class VllmBackend:
             latency_s=latency,
             model_id=self.model_id,
             max_summary_chars=self.settings.max_summary_chars,
+            tokenizer=self.tokenizer,
         )
         if completion.finish_reason in ("stop", "length"):
             self.timebox.observe(latency, len(completion.token_ids))
