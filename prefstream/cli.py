@@ -26,6 +26,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prompt": ("prefstream.models.cli", "Print the exact chat messages the model would get for a JSONL file of events."),
     "demo": ("prefstream.demo", "End to end: broker, worker, sample events in, profiles printed."),
     "settings": ("prefstream.settings_cli", "Print the effective settings, or the README's table."),
+    "produce": ("prefstream.produce_cli", "Validate a JSONL file of events (bad lines by number), then send it."),
+    "tail": ("prefstream.tail_cli", "Follow profile updates on the profiles topic (readable, or --json)."),
+    "profile": ("prefstream.profile_cli", "Show one user's profile (read API; the topic when no worker answers)."),
+    "doctor": ("prefstream.doctor", "Check settings, broker, topics, model backend and read API: one line each."),
 }
 
 
@@ -64,16 +68,22 @@ def main(argv: list[str] | None = None) -> int:
     args = full.parse_args(argv[len(known._command.split()) :])
     args.command = known._command
     from prefstream import logs
-    from prefstream.errors import PrefstreamError
+    from prefstream.errors import ConfigError, PrefstreamError
     from prefstream.settings import Settings
 
     try:
-        args.settings = Settings.from_env()
-        logs.configure(
-            args.settings.worker.log_format,
-            args.settings.worker.log_level,
-            args.settings.worker.log_repeat_window_s,
-        )
+        try:
+            args.settings = Settings.from_env()
+        except ConfigError as exc:
+            if not getattr(module, "RUNS_WITHOUT_SETTINGS", False):  # `doctor` reports it as a failed check
+                raise
+            args.settings, args.settings_error = None, exc
+        if args.settings is not None:
+            logs.configure(
+                args.settings.worker.log_format,
+                args.settings.worker.log_level,
+                args.settings.worker.log_repeat_window_s,
+            )
         return int(module.run(args) or 0)
     except PrefstreamError as exc:
         print(f"prefstream {known._command}: {exc}", file=sys.stderr)

@@ -19,7 +19,14 @@ from prefstream.client.async_producer import AsyncProducer
 from prefstream.client.async_reader import AsyncProfileReader
 from prefstream.client.config import ClientConfig
 from prefstream.client.delivery import Delivered
-from prefstream.client.errors import BufferFullError, ClientError, DeliveryError, ReadApiError, TopicMissingError
+from prefstream.client.errors import (
+    BufferFullError,
+    ClientError,
+    DeliveryError,
+    ReadApiError,
+    ReadApiUnreachable,
+    TopicMissingError,
+)
 from prefstream.client.producer import Delivery, Producer
 from prefstream.client.prompt import render_preference, selection_messages
 from prefstream.client.reader import ProfileReader
@@ -49,6 +56,7 @@ __all__ = [
     "ProfileReader",
     "ProfileView",
     "ReadApiError",
+    "ReadApiUnreachable",
     "TopicMissingError",
     "Turn",
     "events",

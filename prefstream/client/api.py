@@ -18,7 +18,7 @@ from urllib.parse import quote
 import httpx
 
 from prefstream.client.config import ClientConfig
-from prefstream.client.errors import ReadApiError
+from prefstream.client.errors import ReadApiError, ReadApiUnreachable
 from prefstream.schemas.errors import RecordDecodeError
 from prefstream.schemas.profiles import Profile, decode_profile
 
@@ -34,8 +34,8 @@ def _path(user_id: str) -> str:
     return f"/profiles/{quote(user_id, safe='')}"
 
 
-def _unreachable(base_url: str, exc: Exception) -> ReadApiError:
-    return ReadApiError(
+def _unreachable(base_url: str, exc: Exception) -> ReadApiUnreachable:
+    return ReadApiUnreachable(
         f"read API at {base_url} not reachable ({type(exc).__name__}); is a worker running there? "
         "Set PREFSTREAM_WEB_HOST and PREFSTREAM_WEB_PORT to a worker's address"
     )
@@ -82,14 +82,14 @@ class ProfileApi:
         try:
             response = self._http.get("/readyz")
         except httpx.TransportError as exc:
-            return False, str(_unreachable(self.api_url, exc))
+            return False, f"{self.api_url} not reachable ({type(exc).__name__})"
         if response.status_code == 200:
             return True, ""
         try:
             reason = str(response.json().get("reason", ""))
         except ValueError:
             reason = ""
-        return False, f"read API at {self.api_url} not ready ({response.status_code}{': ' + reason if reason else ''})"
+        return False, f"{self.api_url} not ready ({response.status_code}{': ' + reason if reason else ''})"
 
     def close(self) -> None:
         self._http.close()

@@ -66,8 +66,10 @@ class AsyncProfileReader:
         )
         try:
             await asyncio.wait_for(self._consumer.start(), self._connect_timeout_s)
-            await asyncio.wait_for(self._consumer.topics(), self._connect_timeout_s)  # fetches the metadata
-            partitions = self._consumer.partitions_for_topic(self.topic)
+            # One metadata request; the consumer's public topics() returns only names, and its
+            # partitions_for_topic() knows only topics it already follows.
+            cluster = await asyncio.wait_for(self._consumer._client.fetch_all_metadata(), self._connect_timeout_s)
+            partitions = cluster.partitions_for_topic(self.topic)
             if not partitions:
                 raise TopicMissingError(
                     f"topic {self.topic} does not exist at {kafka.bootstrap_servers}; start a worker "

@@ -7,7 +7,8 @@
         ├── TopicMissingError               the events or profiles topic does not exist
         ├── BufferFullError                 more unacknowledged bytes than `max_buffered_bytes` for `max_block_s`
         ├── DeliveryError                   the broker did not acknowledge events (after the producer's retries)
-        └── ReadApiError                    the worker's read API did not answer, or answered an error
+        └── ReadApiError                    the worker's read API answered an error
+            └── ReadApiUnreachable          no worker answered at the read API's address
 
 Messages never carry user text: events are named by `event_id`, failures by the client library's error name.
 """
@@ -40,3 +41,7 @@ class DeliveryError(ClientError):
 
 class ReadApiError(ClientError):
     """The worker's read API (`GET /profiles/{user_id}`) could not be reached or answered an error."""
+
+
+class ReadApiUnreachable(ReadApiError):
+    """No worker answered at the read API's address (connection refused, timed out, name not resolved)."""
