@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Final
 
 from prefstream.errors import PrefstreamError
+from prefstream.cli_quiet import quiet_client_libraries
 from prefstream.exit_codes import ExitCode
 from prefstream.settings import Settings
 
@@ -162,6 +163,7 @@ def check_read_api(settings: Settings, api_url: str | None) -> Check:
 
 
 def run(args: argparse.Namespace) -> int:
+    quiet_client_libraries(args.settings.worker.log_level if args.settings else "info")
     settings: Settings | None = args.settings
     checks = [check_settings(settings, getattr(args, "settings_error", None))]
     if settings is None:

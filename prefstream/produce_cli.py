@@ -19,6 +19,7 @@ from prefstream.client.config import ClientConfig
 from prefstream.client.errors import DeliveryError
 from prefstream.client.wire import RECORD_OVERHEAD_BYTES, Prepared, validate
 from prefstream.errors import PrefstreamError
+from prefstream.cli_quiet import quiet_client_libraries
 from prefstream.exit_codes import ExitCode
 from prefstream.schemas.errors import EventRejected
 
@@ -54,6 +55,7 @@ def check_lines(lines: list[tuple[int, bytes]], config: ClientConfig) -> tuple[l
 
 
 def run(args: argparse.Namespace) -> int:
+    quiet_client_libraries(args.settings.worker.log_level if args.settings else "info")
     if args.rate is not None and args.rate <= 0:
         raise PrefstreamError(f"--rate must be above 0, got {args.rate}")
     config = ClientConfig.from_env()

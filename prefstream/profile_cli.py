@@ -11,6 +11,7 @@ from prefstream.client.api import ProfileApi
 from prefstream.client.config import ClientConfig
 from prefstream.client.errors import ReadApiUnreachable
 from prefstream.errors import PrefstreamError
+from prefstream.cli_quiet import quiet_client_libraries
 from prefstream.exit_codes import ExitCode
 from prefstream.schemas.bounds import USER_ID_PATTERN
 from prefstream.schemas.profiles import Profile
@@ -35,6 +36,7 @@ def _from_topic(config: ClientConfig, user: str) -> Profile | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    quiet_client_libraries(args.settings.worker.log_level if args.settings else "info")
     if not re.fullmatch(USER_ID_PATTERN, args.user):
         raise PrefstreamError(f"{args.user!r} is not a user_id (1-128 characters from A-Z a-z 0-9 . _ - : @ + =)")
     config = ClientConfig.from_env()

@@ -8,6 +8,7 @@ import sys
 from prefstream import render
 from prefstream.client.config import ClientConfig
 from prefstream.client.reader import ProfileReader
+from prefstream.cli_quiet import quiet_client_libraries
 from prefstream.exit_codes import ExitCode
 
 
@@ -25,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    quiet_client_libraries(args.settings.worker.log_level if args.settings else "info")
     config = ClientConfig.from_env()
     users = set(args.user)
     shown = 0
