@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.client.cleanup import delete_topics_of
 from tests.streams.harness import CI_WORKER_ENV, OPEN_CLIENTS, ROOT, Worker
 
 #: How long a CLI command run by a test may take.
@@ -18,24 +19,13 @@ CLI_TIMEOUT_S = 90
 
 
 @pytest.fixture
-def env(test_env: dict[str, str], kafka_bootstrap: str) -> Iterator[dict[str, str]]:
+def env(test_env: dict[str, str]) -> Iterator[dict[str, str]]:
     """The test's environment (unique topics and app id, the ledger backend); its topics are deleted afterwards."""
     yield {**test_env, **CI_WORKER_ENV, "PREFSTREAM_LOG_FORMAT": "console"}
-    from kafka import KafkaAdminClient
-
     while OPEN_CLIENTS:
         with contextlib.suppress(Exception):
             OPEN_CLIENTS.pop().close()
-    ours = [test_env[k] for k in ("PREFSTREAM_EVENTS_TOPIC", "PREFSTREAM_PROFILES_TOPIC", "PREFSTREAM_DLQ_TOPIC",
-                                  "PREFSTREAM_FAILURES_TOPIC")]  # fmt: skip
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    try:
-        app = test_env["PREFSTREAM_APP_ID"]
-        doomed = [t for t in admin.list_topics() if t in ours or t.startswith(f"{app}-")]
-        if doomed:
-            admin.delete_topics(doomed, raise_errors=False)
-    finally:
-        admin.close()
+    delete_topics_of(test_env)
 
 
 @pytest.fixture
