@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "kafka wait": ("prefstream.kafka.cli", "Wait until KAFKA_BOOTSTRAP_SERVERS accepts clients."),
     "kafka fetch": ("prefstream.kafka.cli", "Fetch the pinned Kafka jars from Maven Central into the cache."),
     "topics ensure": ("prefstream.topics_cli", "Create missing topics; report mismatches."),
+    "topics manifest": ("prefstream.topics_cli", "Print Strimzi KafkaTopic resources for every topic."),
     "worker": ("prefstream.streams.cli", "Run a stream worker (needs PREFSTREAM_MODEL_BACKEND)."),
     "state migrate": ("prefstream.streams.migrate", "Move the state of a release before 0.2.0 into the one state table."),
     "redrive": ("prefstream.streams.redrive", "Retry the model updates of parked users."),

@@ -107,6 +107,7 @@ def _worker_env(bootstrap: str, external: bool, workdir: Path) -> dict[str, str]
             PREFSTREAM_PROFILES_TOPIC=f"{run}.profiles",
             PREFSTREAM_DLQ_TOPIC=f"{run}.dlq",
             PREFSTREAM_FAILURES_TOPIC=f"{run}.failures",
+            PREFSTREAM_UPDATES_TOPIC=f"{run}.updates",
         )
     return env
 

@@ -2,7 +2,8 @@
 
 Outputs, all committed:
 
-- `schemas/json/event.schema.json`, `profile.schema.json`, `failure.schema.json` (JSON Schema 2020-12),
+- `schemas/json/event.schema.json`, `profile.schema.json`, `failure.schema.json`, `update.schema.json`
+  (JSON Schema 2020-12),
   with the DEFAULT `LimitSettings` written next to each `x-prefstream-limit` marker;
 - the generated blocks of `docs/schemas.md` (per-kind field tables, examples, error codes).
 
@@ -30,6 +31,7 @@ from prefstream.schemas.events import EVENT_TYPES, KINDS, Event
 from prefstream.schemas.examples import EXAMPLES
 from prefstream.schemas.failures import FailureRecord
 from prefstream.schemas.profiles import Profile
+from prefstream.schemas.updates import UpdateRecord
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 JSON_DIR: Final = ROOT / "schemas" / "json"
@@ -107,6 +109,13 @@ def schema_files() -> dict[Path, str]:
             "failure",
             "One message value on PREFSTREAM_FAILURES_TOPIC (key = UTF-8 user_id): a model update that failed. "
             "No user text. Ignore unknown fields.",
+        ),
+        "update": record_schema(
+            UpdateRecord,
+            "update",
+            "One message value on PREFSTREAM_UPDATES_TOPIC (key = UTF-8 user_id): an applied model update. A "
+            "record can repeat after a worker crash (same content): dedupe on (user_id, epoch, version). No user "
+            "text unless PREFSTREAM_UPDATES_INCLUDE_SUMMARY is set. Ignore unknown fields.",
         ),
     }
     return {
@@ -259,6 +268,7 @@ BLOCKS: Final = {
     "reject-codes": codes_block,
     "profile-fields": lambda: record_block(Profile),
     "failure-fields": lambda: record_block(FailureRecord),
+    "update-fields": lambda: record_block(UpdateRecord),
 }
 _BLOCK = re.compile(
     r"(<!-- BEGIN GENERATED: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- END GENERATED: (?P=name) -->)", re.DOTALL

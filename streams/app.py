@@ -33,6 +33,7 @@ from prefstream.streams import faust_fixes
 from prefstream.streams import state as st
 from prefstream.streams.apply import Apply
 from prefstream.streams.ingest import Ingest
+from prefstream.streams.inspector import register_inspector
 from prefstream.streams.metrics import StreamMetrics
 from prefstream.streams.partitioning import partition_for
 from prefstream.streams.policy import FlushPolicy, UserView
@@ -73,6 +74,7 @@ class StreamApp:
         self.results = app.topic(self.names["results"], partitions=self.partitions, **raw)
         profiles = app.topic(t.profiles, partitions=self.partitions, **raw)
         failures = app.topic(t.failures, partitions=self.partitions, **raw)
+        updates = app.topic(t.updates, partitions=self.partitions, **raw)
         dlq = app.topic(t.dlq, **raw)
         table = app.Table(
             STATE_TABLE, partitions=self.partitions, key_type=bytes, value_type=bytes,  # raw codec: plain keys
@@ -97,12 +99,15 @@ class StreamApp:
         )  # fmt: skip
         self.apply = Apply(
             store=self.store, scheduler=self.scheduler, backend=backend, metrics=self.metrics, plan=self.plan,
-            profiles=profiles, failures=failures, partitions=self.partitions,
+            profiles=profiles, failures=failures, updates=updates, partitions=self.partitions,
+            history_versions=settings.audit.history_versions, include_summary=settings.audit.updates_include_summary,
         )  # fmt: skip
         self.metrics.callbacks.pending = self.scheduler.pending_figures
         self.metrics.callbacks.lag = self.consumer_lag
         self._wire()
         register_routes(app, self)
+        if settings.audit.inspector_enabled:
+            register_inspector(app, self)
 
     # --- wiring -----------------------------------------------------------------------------------
 

@@ -194,14 +194,14 @@ def worker_acls(settings: Settings) -> list[AclRule]:
 
     The worker checks (and creates when missing) every topic at start (`prefstream.topics.check_topics`:
     Describe, DescribeConfigs, Create), consumes events and its internal topics in the consumer group
-    `{app_id}`, and produces profiles, dead letters, failures and internal records. Its producer is
+    `{app_id}`, and produces profiles, dead letters, failures, update records and internal records. Its producer is
     not idempotent (faust's at_least_once), so it needs no IdempotentWrite.
     """
     t, app_id = settings.topics, settings.worker.app_id
     check = ("DESCRIBE", "DESCRIBE_CONFIGS", "CREATE")
     return [
         AclRule("TOPIC", t.events, "LITERAL", ("READ", *check), "consume events"),
-        *(AclRule("TOPIC", name, "LITERAL", ("WRITE", *check), "publish") for name in (t.profiles, t.dlq, t.failures)),
+        *(AclRule("TOPIC", name, "LITERAL", ("WRITE", *check), "publish") for name in (t.profiles, t.dlq, t.failures, t.updates)),
         AclRule("TOPIC", f"{app_id}-", "PREFIXED", ("READ", "WRITE", *check),
                 "internal topics: repartition, results, table changelogs, faust's leader topic"),
         AclRule("GROUP", app_id, "LITERAL", ("READ",), "the worker's consumer group (join, commit offsets)"),

@@ -156,9 +156,9 @@ def test_topics_ensure_over_sasl_ssl(secure_kafka: tuple[local.LocalCluster, loc
     grant(cluster, security.worker_acls(settings))
     first = _cli("topics", "ensure", env=secure_env)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.count(": created") == 4, first.stdout
+    assert first.stdout.count(": created") == 5, first.stdout
     again = _cli("topics", "ensure", env={**secure_env, "PREFSTREAM_LOG_LEVEL": "debug"})
-    assert again.returncode == 0 and again.stdout.count(": ok") == 4, again.stdout + again.stderr[-2000:]
+    assert again.returncode == 0 and again.stdout.count(": ok") == 5, again.stdout + again.stderr[-2000:]
     for done in (first, again):
         assert creds.password not in done.stdout + done.stderr
 

@@ -32,7 +32,7 @@ def test_check_mode_reports_no_drift() -> None:
     assert generate.main(["--check"]) == 0
 
 
-@pytest.mark.parametrize("name", ["event", "profile", "failure"])
+@pytest.mark.parametrize("name", ["event", "profile", "failure", "update"])
 def test_generated_schemas_are_valid_json_schema(name: str) -> None:
     """Each published file is a valid JSON Schema 2020-12 document."""
     schema = json.loads((ROOT / "schemas" / "json" / f"{name}.schema.json").read_text())
@@ -70,10 +70,22 @@ def test_doc_examples_are_the_tested_examples_and_valid() -> None:
 def test_doc_profile_example_is_valid() -> None:
     """The profile example in docs/schemas.md validates against profile.schema.json and decodes."""
     docs = (ROOT / "docs" / "schemas.md").read_text(encoding="utf-8")
-    (block,) = [b for b in _json_blocks(docs) if '"epoch"' in b]
+    (block,) = [b for b in _json_blocks(docs) if '"updated_at"' in b]
     schema = json.loads((ROOT / "schemas" / "json" / "profile.schema.json").read_text())
     jsonschema.Draft202012Validator(schema).validate(json.loads(block))
     assert decode_profile(block.encode()).version == 3
+
+
+def test_doc_update_example_is_valid() -> None:
+    """The update record example in docs/schemas.md validates against update.schema.json and decodes."""
+    from prefstream.schemas.updates import decode_update
+
+    docs = (ROOT / "docs" / "schemas.md").read_text(encoding="utf-8")
+    (block,) = [b for b in _json_blocks(docs) if '"applied_at"' in b]
+    schema = json.loads((ROOT / "schemas" / "json" / "update.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(json.loads(block))
+    record = decode_update(block.encode())
+    assert record.version == 3 and len(record.event_ids) == 4 and record.summary == ""
 
 
 def test_docs_list_every_code() -> None:

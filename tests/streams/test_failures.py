@@ -13,14 +13,30 @@ from prefstream.schemas.failures import decode_failure
 from tests.streams.harness import CI_WORKER_ENV, ROOT, ProfileLog, Producer, TopicReader, Worker, wait_for
 from tests.streams.scenario import Scenario
 
+INSPECTOR_TOKEN = "failures-test-token-9b2e44"
+
+
+def _inspector_shows_the_park(worker: Worker, pending_ids: list[str]) -> None:
+    """The inspector's view of a parked user: parked after 5 attempts with the last reason, its evidence pending."""
+    from tests.streams.browser import browser_context, look_up
+
+    with browser_context(("ops", INSPECTOR_TOKEN)) as context:
+        page = look_up(context, worker.url, "bad-1")
+        badge = page.locator("[data-testid=parked]")
+        assert badge.count() == 1 and "5 failed attempts" in badge.inner_text() and "engine_error" in badge.inner_text()
+        rows = page.locator("[data-testid=pending-event] td.id").all_text_contents()
+        assert rows == pending_ids and page.locator("[data-testid=version]").count() == 0
+
 
 @pytest.mark.timeout(180)
 def test_failing_user_is_parked_then_redriven(test_env: dict[str, str], tmp_path: Path) -> None:
     """A user whose updates keep failing gets one failure record per attempt (no user text), degraded
     (halved) batches after the retry limit, is parked with its evidence kept, and `prefstream redrive`
-    applies it; other users are not held up."""
+    applies it; other users are not held up. The inspector shows the parked user, its failures and its kept
+    evidence, in a real browser."""
     env = {**test_env, **CI_WORKER_ENV, "PREFSTREAM_LEDGER_FAIL_USER_PREFIX": "bad-", "PREFSTREAM_LEDGER_FAIL_TIMES": "5",
-           "PREFSTREAM_RETRY_LIMIT": "2", "PREFSTREAM_DEGRADED_ATTEMPTS": "2"}  # fmt: skip
+           "PREFSTREAM_RETRY_LIMIT": "2", "PREFSTREAM_DEGRADED_ATTEMPTS": "2", "PREFSTREAM_INSPECTOR_ENABLED": "true",
+           "PREFSTREAM_INSPECTOR_TOKEN": INSPECTOR_TOKEN}  # fmt: skip
     bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
     worker = Worker(env, "a", tmp_path).start()
     try:
@@ -45,6 +61,7 @@ def test_failing_user_is_parked_then_redriven(test_env: dict[str, str], tmp_path
         assert b"answer A" not in raw and b"which one" not in raw  # no user text
         assert "bad-1" not in profiles.poll()
         assert worker.metric("prefstream_update_failures_total", 'reason="engine_error"') == 5
+        _inspector_shows_the_park(worker, sc.expected["bad-1"])
 
         result = subprocess.run(
             [sys.executable, "-m", "prefstream.cli", "redrive"], env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
