@@ -52,6 +52,9 @@ class AsyncProducer:
         self._failed: list[tuple[str, BaseException]] = []
         self._producer: Any = None
         self._tasks: set[asyncio.Future[None]] = set()
+        #: event_id of every event buffered and not yet acknowledged or failed.
+        self._pending: dict[int, str] = {}
+        self._sent = 0
 
     @classmethod
     def from_env(cls, **options: Any) -> AsyncProducer:
@@ -118,7 +121,10 @@ class AsyncProducer:
             await self._release(size)
             raise d.delivery_error(self.topic, [prepared.event_id], exc) from None
         result: asyncio.Future[d.Delivered] = asyncio.get_running_loop().create_future()
-        sent.add_done_callback(lambda f: self._settle(f, result, size, prepared.event_id))
+        self._sent += 1
+        seq = self._sent
+        self._pending[seq] = prepared.event_id
+        sent.add_done_callback(lambda f: self._settle(f, result, size, seq))
         return result
 
     async def send_and_wait(self, event: Event | bytes) -> d.Delivered:
@@ -129,10 +135,15 @@ class AsyncProducer:
         """Wait for every buffered event; raises `DeliveryError` for failures not given to `on_error`."""
         if self._producer is None:
             return
-        await self._producer.flush()
         assert self._room is not None
-        async with self._room:
-            await self._room.wait_for(lambda: self._buffered == 0)  # the callbacks that settle the futures
+        try:
+            # Bounded, so that a flush always ends: the delivery timeout and 5 s more.
+            async with asyncio.timeout(self._options["delivery_timeout_s"] + 5):
+                await self._producer.flush()
+                async with self._room:
+                    await self._room.wait_for(lambda: self._buffered == 0)  # the callbacks that settle the futures
+        except TimeoutError as exc:
+            raise d.delivery_error(self.topic, list(self._pending.values()), exc) from None
         failed, self._failed = self._failed, []
         if failed and self._on_error is None:
             raise d.delivery_error(self.topic, [event_id for event_id, _ in failed], failed[0][1])
@@ -158,7 +169,8 @@ class AsyncProducer:
             producer, self._producer = self._producer, None
             await producer.stop()
 
-    def _settle(self, sent: asyncio.Future[Any], result: asyncio.Future[d.Delivered], size: int, event_id: str) -> None:
+    def _settle(self, sent: asyncio.Future[Any], result: asyncio.Future[d.Delivered], size: int, seq: int) -> None:
+        event_id = self._pending.pop(seq, "?")
         failure = sent.exception() if not sent.cancelled() else asyncio.CancelledError()
         if failure is None:
             meta = sent.result()

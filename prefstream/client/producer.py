@@ -15,6 +15,7 @@ up to `max_block_s` for room and raises `BufferFullError` after. Delivery errors
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -74,6 +75,10 @@ class Producer:
         self._lock = threading.Condition()
         self._buffered = 0
         self._failed: list[tuple[str, BaseException]] = []
+        #: event_id of every event sent and not yet acknowledged or failed, by send order.
+        self._pending: dict[int, str] = {}
+        self._sent = 0
+        self._delivery_timeout_s = delivery_timeout_s
         with client_errors(config.kafka):
             self._producer = KafkaProducer(
                 bootstrap_servers=config.kafka.bootstrap_servers,
@@ -94,7 +99,7 @@ class Producer:
             self.partitions = self._count_partitions()
             self.max_message_bytes = topic_max_message_bytes(config.kafka, self.topic, connect_timeout_s)
         except BaseException:
-            self._producer.close(timeout=0)
+            self._abandon()
             raise
 
     @classmethod
@@ -131,30 +136,42 @@ class Producer:
         except Exception as exc:  # noqa: BLE001 - closed producer, metadata timeout: one line, like a failed delivery
             self._release(size)
             raise d.delivery_error(self.topic, [prepared.event_id], exc) from None
-        future.add_callback(self._delivered, size)
-        future.add_errback(self._failed_delivery, size, prepared.event_id)
+        with self._lock:
+            self._sent += 1
+            seq = self._sent
+            self._pending[seq] = prepared.event_id
+        future.add_callback(self._delivered, size, seq)
+        future.add_errback(self._failed_delivery, size, seq)
         return Delivery(future, prepared.event_id, self.topic)
 
     def flush(self, timeout_s: float | None = None) -> None:
         """Wait until every event sent so far is acknowledged or failed; raises `DeliveryError` for failures not
-        given to `on_error`."""
+        given to `on_error`, and for events still unacknowledged after `timeout_s` (default: the delivery
+        timeout and 5 s more, so that a flush always ends)."""
         from kafka.errors import KafkaTimeoutError
 
+        # kafka-python 3.0.12 can retry an in-flight batch past its delivery timeout (a deleted topic:
+        # UnknownTopicOrPartition, "inf attempts left"); the bound makes such events a DeliveryError too.
         try:
-            self._producer.flush(timeout=timeout_s)
+            self._producer.flush(timeout=self._delivery_timeout_s + 5 if timeout_s is None else timeout_s)
+            timed_out: BaseException | None = None
         except KafkaTimeoutError as exc:
-            raise d.delivery_error(self.topic, ["(unacknowledged)"], exc) from None
+            timed_out = exc
         with self._lock:
             failed, self._failed = self._failed, []
-        if failed and self._on_error is None:
-            raise d.delivery_error(self.topic, [event_id for event_id, _ in failed], failed[0][1])
+            waiting = list(self._pending.values()) if timed_out is not None else []
+        lost = [event_id for event_id, _ in failed] + waiting
+        if lost and (waiting or self._on_error is None):
+            raise d.delivery_error(self.topic, lost, failed[0][1] if failed else timed_out)  # type: ignore[arg-type]
 
     def close(self, timeout_s: float | None = None) -> None:
-        """Flush, then close the connections; raises `DeliveryError` like `flush()`."""
+        """Flush, then close the connections; raises `DeliveryError` like `flush()` (and then abandons what is left)."""
         try:
             self.flush(timeout_s)
-        finally:
-            self._producer.close(timeout=timeout_s)
+        except BaseException:
+            self._abandon()
+            raise
+        self._producer.close(timeout=timeout_s)
 
     def __enter__(self) -> Producer:
         return self
@@ -163,6 +180,12 @@ class Producer:
         if exc is None:
             self.close()
         else:
+            self._abandon()
+
+    def _abandon(self) -> None:
+        # Close without waiting, after a failure: kafka-python may raise again (KafkaTimeoutError for the
+        # records it drops), but the caller needs the first error, which is already on its way.
+        with contextlib.suppress(Exception):
             self._producer.close(timeout=0)
 
     # Bounded buffering: a byte count of unacknowledged events, released by the delivery callbacks
@@ -185,10 +208,14 @@ class Producer:
             self._buffered -= size
             self._lock.notify_all()
 
-    def _delivered(self, size: int, _meta: object) -> None:
+    def _delivered(self, size: int, seq: int, _meta: object) -> None:
+        with self._lock:
+            self._pending.pop(seq, None)
         self._release(size)
 
-    def _failed_delivery(self, size: int, event_id: str, exc: BaseException) -> None:
+    def _failed_delivery(self, size: int, seq: int, exc: BaseException) -> None:
+        with self._lock:
+            event_id = self._pending.pop(seq, "?")
         self._release(size)
         if self._on_error is not None:
             self._on_error(d.delivery_error(self.topic, [event_id], exc))

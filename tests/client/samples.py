@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from kafka import KafkaProducer
+
 from prefstream.client import events
 from prefstream.schemas.events import Event, Item
+from prefstream.schemas.profiles import Profile, encode_profile
+from prefstream.streams.partitioning import partition_for
+
+#: Partitions of the profiles topics the reader tests make.
+PARTITIONS = 3
 
 
 def every_kind(user: str, prefix: str = "e") -> list[Event]:
@@ -21,3 +28,27 @@ def every_kind(user: str, prefix: str = "e") -> list[Event]:
                                                             ("assistant", "Hiking in the Dolomites?")]),
         events.forget(user, f"{prefix}-forget"),
     ]  # fmt: skip
+
+
+def profile(user: str, epoch: int, version: int) -> Profile:
+    """A profile record as a worker publishes it."""
+    return Profile(schema_version=1, user_id=user, epoch=epoch, version=version, summary=f"{user} {epoch}.{version}",
+                   events_applied=version, updated_at="2026-01-01T00:00:00.000Z", last_event_ts="2026-01-01T00:00:00Z",
+                   model="m", prompt_version="p", backend="ledger")  # fmt: skip
+
+
+class ProfileTopic:
+    """Publishes profile records and tombstones the way workers do (keyed, on the user's partition)."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: int = PARTITIONS) -> None:
+        self.topic = topic
+        self.partitions = partitions
+        self._producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+
+    def publish(self, user: str, record: Profile | None) -> None:
+        value = None if record is None else encode_profile(record)
+        self._producer.send(self.topic, key=user.encode(), value=value, partition=partition_for(user, self.partitions))
+        self._producer.flush()
+
+    def close(self) -> None:
+        self._producer.close()

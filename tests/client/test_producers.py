@@ -145,16 +145,19 @@ def test_buffer_is_bounded(config: ClientConfig) -> None:
 
 
 def test_delivery_errors_are_surfaced(config: ClientConfig) -> None:
-    """Events the broker never acknowledges raise `DeliveryError` from flush(), or reach `on_error`."""
+    """Events the broker never acknowledges raise `DeliveryError` from flush(), naming them, within the
+    delivery timeout (and 5 s)."""
     from kafka import KafkaAdminClient
 
-    with Producer(config, delivery_timeout_s=3) as producer:
-        admin = KafkaAdminClient(bootstrap_servers=config.kafka.bootstrap_servers)
-        admin.delete_topics([config.topics.events])
-        admin.close()
-        producer.send(events.forget("u-1", "lost-1"))
-        producer.send(events.forget("u-2", "lost-2"))
-        with pytest.raises(DeliveryError) as caught:
+    with pytest.raises(DeliveryError) as caught:
+        with Producer(config, delivery_timeout_s=3) as producer:
+            admin = KafkaAdminClient(bootstrap_servers=config.kafka.bootstrap_servers)
+            admin.delete_topics([config.topics.events])
+            admin.close()
+            producer.send(events.forget("u-1", "lost-1"))
+            producer.send(events.forget("u-2", "lost-2"))
+            started = time.monotonic()
             producer.flush()
+    assert time.monotonic() - started < 3 + 5 + 5
     assert set(caught.value.event_ids) == {"lost-1", "lost-2"}
     assert "2 events (first lost-" in str(caught.value) and "not delivered to" in str(caught.value)

@@ -11,8 +11,7 @@ import pytest
 
 from prefstream.schemas.events import encode_event
 from prefstream.schemas.profiles import decode_profile
-from tests.client.samples import every_kind
-from tests.client.test_readers import ProfileTopic, profile
+from tests.client.samples import ProfileTopic, every_kind, profile
 from tests.streams.harness import ProfileLog, TopicReader, Worker, wait_for
 
 pytestmark = pytest.mark.kafka
@@ -84,7 +83,8 @@ def test_produce_errors_are_one_line(cli: Cli, topics: dict[str, str], tmp_path:
 def test_tail_prints_current_and_new_profiles(cli: Cli, topics: dict[str, str]) -> None:
     """`tail --from-beginning --json` prints every current profile as its record; a forget as `forgotten`;
     the readable form shows the provenance line and the summary."""
-    published = ProfileTopic(topics["KAFKA_BOOTSTRAP_SERVERS"], topics["PREFSTREAM_PROFILES_TOPIC"])
+    published = ProfileTopic(topics["KAFKA_BOOTSTRAP_SERVERS"], topics["PREFSTREAM_PROFILES_TOPIC"],
+                             int(topics["PREFSTREAM_PARTITIONS"]))
     try:
         for user, record in [("u-1", profile("u-1", 1, 1)), ("u-1", profile("u-1", 1, 2)), ("u-2", profile("u-2", 1, 1)),
                              ("u-2", None)]:  # fmt: skip
@@ -116,7 +116,8 @@ def test_tail_without_the_topic_is_one_line(cli: Cli, env: dict[str, str]) -> No
 
 def test_profile_falls_back_to_the_topic(cli: Cli, topics: dict[str, str]) -> None:
     """With no worker answering, `profile USER` reads the topic (and says so); an unknown user exits 1."""
-    published = ProfileTopic(topics["KAFKA_BOOTSTRAP_SERVERS"], topics["PREFSTREAM_PROFILES_TOPIC"])
+    published = ProfileTopic(topics["KAFKA_BOOTSTRAP_SERVERS"], topics["PREFSTREAM_PROFILES_TOPIC"],
+                             int(topics["PREFSTREAM_PARTITIONS"]))
     try:
         published.publish("u-1", profile("u-1", 1, 3))
     finally:
