@@ -46,7 +46,6 @@ class Check:
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     del command
-    parser.description = __doc__.splitlines()[0] if __doc__ else None
     parser.add_argument("--api", default=None, metavar="URL",
                         help="a worker's read API (default http://PREFSTREAM_WEB_HOST:PREFSTREAM_WEB_PORT)")  # fmt: skip
 
@@ -72,7 +71,7 @@ def check_broker_and_topics(settings: Settings) -> list[Check]:
         with client_errors(kafka):  # holds kafka-python's retry log lines; a failure is one line
             admin = KafkaAdminClient(
                 bootstrap_servers=kafka.bootstrap_servers, client_id=f"{kafka.client_id}-doctor",
-                bootstrap_timeout_ms=int(TIMEOUT_S * 1000), request_timeout_ms=int(TIMEOUT_S * 1000),
+                request_timeout_ms=int(TIMEOUT_S * 1000),
                 **kafka_python_kwargs(kafka),
             )  # fmt: skip
     except PrefstreamError as exc:

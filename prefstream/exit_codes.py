@@ -13,10 +13,11 @@ class ExitCode(enum.IntEnum):
     """What a `prefstream` command's exit status means."""
 
     OK = 0
-    #: The command ran and its answer is negative: a `doctor` check or a `topics ensure` comparison failed,
-    #: `profile` found no profile for the user.
+    #: The command ran and found a problem: a `doctor` check or a `topics ensure` comparison failed, a broker
+    #: not running (`kafka status`), a named user not parked, no profile for the user (`profile`), a worker
+    #: that stopped on a fatal condition (restart it).
     FAILED = 1
-    #: It could not run: a usage error, a bad setting, an unreachable broker or read API, a missing topic or file.
+    #: It could not run: a usage error, a bad setting, Kafka or the read API unreachable, a missing topic or file.
     ERROR = 2
     #: `produce`: lines of the file are not valid events (each reported with its number); nothing was sent.
     BAD_INPUT = 3

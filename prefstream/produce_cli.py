@@ -29,7 +29,6 @@ MAX_REPORTED: Final = 20
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     del command
-    parser.description = __doc__.splitlines()[0] if __doc__ else None
     parser.add_argument("file", metavar="FILE.jsonl", help="one event per line (JSON); - for stdin")
     parser.add_argument("--rate", type=float, default=None, metavar="N", help="send at most N events per second")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (the default when not a terminal)")

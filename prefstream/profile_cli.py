@@ -19,7 +19,6 @@ from prefstream.schemas.profiles import Profile
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     del command
-    parser.description = __doc__.splitlines()[0] if __doc__ else None
     parser.add_argument("user", metavar="USER", help="the user_id")
     parser.add_argument("--json", action="store_true", help="the profile record as JSON")
     parser.add_argument("--api", default=None, metavar="URL",

@@ -137,6 +137,12 @@ class KafkaSettings:
         "Check that a broker's certificate names the host connected to. The certificate chain is verified "
         "either way.",
     )
+    connect_timeout_s: float = setting(
+        "PREFSTREAM_KAFKA_CONNECT_TIMEOUT_S",
+        5.0,
+        "How long the command-line tools and the worker's start-up checks try to reach the brokers before they "
+        "stop with one line naming the address (exit code 2).",
+    )
 
     @property
     def uses_sasl(self) -> bool:
@@ -173,6 +179,8 @@ class KafkaSettings:
                 raise ConfigError(f"{env}={path}: no such file")
         if self.ssl_keyfile is not None and self.ssl_certfile is None:
             raise ConfigError("PREFSTREAM_KAFKA_SSL_KEYFILE is set without PREFSTREAM_KAFKA_SSL_CERTFILE")
+        if self.connect_timeout_s <= 0:
+            raise ConfigError(f"PREFSTREAM_KAFKA_CONNECT_TIMEOUT_S must be > 0, got {self.connect_timeout_s}")
 
     @property
     def faust_broker(self) -> str:

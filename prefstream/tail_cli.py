@@ -14,7 +14,6 @@ from prefstream.exit_codes import ExitCode
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     del command
-    parser.description = __doc__.splitlines()[0] if __doc__ else None
     parser.add_argument("--json", action="store_true", help="one JSON line per update (the profile record)")
     parser.add_argument(
         "--from-beginning", action="store_true",

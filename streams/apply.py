@@ -28,7 +28,7 @@ import structlog
 
 from prefstream.models.interface import PreferenceModel, UpdateSuccess
 from prefstream.logs import user_ref
-from prefstream.schemas.failures import FAILURE_SCHEMA_VERSION, FailureRecord, encode_failure
+from prefstream.schemas.failures import FAILURE_SCHEMA_VERSION, PARKED, FailureRecord, encode_failure
 from prefstream.schemas.profiles import PROFILE_SCHEMA_VERSION, Profile, encode_profile
 from prefstream.schemas.timefmt import ms_to_rfc3339
 from prefstream.schemas.updates import UPDATE_SCHEMA_VERSION, UpdateRecord, encode_update
@@ -227,7 +227,7 @@ class Apply:
                 base_version=result.base_version, reason=code, attempts=meta.attempts, event_count=len(batch),
                 first_event_id=batch[0].event_id if batch else "", last_event_id=batch[-1].event_id if batch else "",
                 first_event_ts=ms_to_rfc3339(min(ts)) if ts else "", last_event_ts=ms_to_rfc3339(max(ts)) if ts else "",
-                failed_at=ms_to_rfc3339(now), model="", prompt_version="", backend=result.backend,
+                failed_at=ms_to_rfc3339(now), model=result.model, prompt_version=result.prompt_version, backend=result.backend,
             ))  # fmt: skip
 
         key = user_id.encode("utf-8")
@@ -236,7 +236,7 @@ class Apply:
         self.metrics.updates.labels("failed").inc()
         if meta.parked:
             # A second record marks the park itself, so operators see parked users on the same topic.
-            await self.failures.send(key=key, value=record("parked"), partition=partition)
+            await self.failures.send(key=key, value=record(PARKED), partition=partition)
             self.metrics.parks.inc()
         log.warning(
             "update_failed", user=user_ref(user_id), request_id=result.request_id, reason=reason,

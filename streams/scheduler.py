@@ -304,6 +304,8 @@ class FoldScheduler:
             backend=self.backend.name,
             requested_ms=requested,
             finished_ms=now_ms(),
+            model=self.backend.model_id,
+            prompt_version=self.backend.prompt_version,
         )
         for i in range(_SEND_ATTEMPTS):
             try:

@@ -35,7 +35,6 @@ class AsyncProducer:
         max_buffered_bytes: int = d.MAX_BUFFERED_BYTES,
         max_block_s: float = d.MAX_BLOCK_S,
         delivery_timeout_s: float = d.DELIVERY_TIMEOUT_S,
-        connect_timeout_s: float = d.CONNECT_TIMEOUT_S,
         on_error: Callable[[DeliveryError], None] | None = None,
     ) -> None:
         self.config = config
@@ -45,7 +44,6 @@ class AsyncProducer:
         self._options = {"linger_ms": linger_ms, "delivery_timeout_s": delivery_timeout_s}
         self._max_buffered = max_buffered_bytes
         self._max_block_s = max_block_s
-        self._connect_timeout_s = connect_timeout_s
         self._on_error = on_error
         self._buffered = 0
         self._room: asyncio.Condition | None = None
@@ -66,9 +64,10 @@ class AsyncProducer:
         from aiokafka import AIOKafkaProducer
         from aiokafka.errors import KafkaError
 
-        from prefstream.kafka.security import aiokafka_kwargs, connect_error
+        from prefstream.kafka.security import aiokafka_kwargs, connect_error, probe
 
         kafka = self.config.kafka
+        await asyncio.to_thread(probe, kafka)  # an unreachable address: one line naming why
         self._room = asyncio.Condition()
         # aiokafka retries a batch until request_timeout_ms: it is the delivery timeout here.
         self._producer = AIOKafkaProducer(
@@ -83,7 +82,7 @@ class AsyncProducer:
             **aiokafka_kwargs(kafka),
         )
         try:
-            await asyncio.wait_for(self._producer.start(), self._connect_timeout_s)
+            await asyncio.wait_for(self._producer.start(), kafka.connect_timeout_s)
             # One metadata request (partitions_for() would retry a missing topic until its timeout).
             metadata = await asyncio.wait_for(self._producer.client.fetch_all_metadata(), self._max_block_s)
             found = metadata.partitions_for_topic(self.topic)
@@ -94,7 +93,7 @@ class AsyncProducer:
                 )
             self.partitions = len(found)
             self.max_message_bytes = await asyncio.to_thread(
-                topic_max_message_bytes, kafka, self.topic, self._connect_timeout_s
+                topic_max_message_bytes, kafka, self.topic
             )
         except (KafkaError, TimeoutError, OSError) as exc:
             await self._producer.stop()

@@ -15,7 +15,6 @@ from types import TracebackType
 from typing import Any
 
 from prefstream.client.config import ClientConfig
-from prefstream.client.delivery import CONNECT_TIMEOUT_S
 from prefstream.client.errors import ClientError, TopicMissingError
 from prefstream.client.view import ProfileChange, ProfileView
 from prefstream.schemas.profiles import Profile
@@ -32,14 +31,12 @@ class AsyncProfileReader:
         *,
         on_change: Callable[[ProfileChange], None] | None = None,
         from_beginning: bool = True,
-        connect_timeout_s: float = CONNECT_TIMEOUT_S,
     ) -> None:
         self.config = config
         self.topic = config.topics.profiles
         self.view = ProfileView()
         self._on_change = on_change
         self._from_beginning = from_beginning
-        self._connect_timeout_s = connect_timeout_s
         self._consumer: Any = None
         self._end: dict[Any, int] = {}
 
@@ -53,9 +50,10 @@ class AsyncProfileReader:
         from aiokafka import AIOKafkaConsumer, TopicPartition
         from aiokafka.errors import KafkaError
 
-        from prefstream.kafka.security import aiokafka_kwargs, connect_error
+        from prefstream.kafka.security import aiokafka_kwargs, connect_error, probe
 
         kafka = self.config.kafka
+        await asyncio.to_thread(probe, kafka)  # an unreachable address: one line naming why
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=kafka.bootstrap_servers,
             client_id=f"{kafka.client_id}-profile-reader",
@@ -65,10 +63,10 @@ class AsyncProfileReader:
             **aiokafka_kwargs(kafka),
         )
         try:
-            await asyncio.wait_for(self._consumer.start(), self._connect_timeout_s)
+            await asyncio.wait_for(self._consumer.start(), kafka.connect_timeout_s)
             # One metadata request; the consumer's public topics() returns only names, and its
             # partitions_for_topic() knows only topics it already follows.
-            cluster = await asyncio.wait_for(self._consumer._client.fetch_all_metadata(), self._connect_timeout_s)
+            cluster = await asyncio.wait_for(self._consumer._client.fetch_all_metadata(), kafka.connect_timeout_s)
             partitions = cluster.partitions_for_topic(self.topic)
             if not partitions:
                 raise TopicMissingError(

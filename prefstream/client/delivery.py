@@ -12,7 +12,6 @@ LINGER_MS: Final = 5
 MAX_BUFFERED_BYTES: Final = 32 * 1024 * 1024  # the Java producer's buffer.memory
 MAX_BLOCK_S: Final = 10.0
 DELIVERY_TIMEOUT_S: Final = 120.0  # the Java producer's delivery.timeout.ms
-CONNECT_TIMEOUT_S: Final = 10.0
 #: gzip is in every Python (snappy, lz4 and zstd need extra packages on the producer and the consumers).
 COMPRESSION: Final = "gzip"
 

@@ -60,7 +60,6 @@ class Producer:
         max_buffered_bytes: int = d.MAX_BUFFERED_BYTES,
         max_block_s: float = d.MAX_BLOCK_S,
         delivery_timeout_s: float = d.DELIVERY_TIMEOUT_S,
-        connect_timeout_s: float = d.CONNECT_TIMEOUT_S,
         on_error: Callable[[DeliveryError], None] | None = None,
     ) -> None:
         from kafka import KafkaProducer
@@ -90,14 +89,13 @@ class Producer:
                 max_block_ms=int(max_block_s * 1000),
                 delivery_timeout_ms=int(delivery_timeout_s * 1000),
                 request_timeout_ms=min(30_000, int(delivery_timeout_s * 1000) - linger_ms),
-                bootstrap_timeout_ms=int(connect_timeout_s * 1000),
                 max_request_size=max(1024 * 1024, config.limits.max_event_bytes + RECORD_OVERHEAD_BYTES),
                 allow_auto_create_topics=False,
                 **kafka_python_kwargs(config.kafka),
             )
         try:
             self.partitions = self._count_partitions()
-            self.max_message_bytes = topic_max_message_bytes(config.kafka, self.topic, connect_timeout_s)
+            self.max_message_bytes = topic_max_message_bytes(config.kafka, self.topic)
         except BaseException:
             self._abandon()
             raise

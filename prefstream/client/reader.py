@@ -20,7 +20,6 @@ from types import TracebackType
 from typing import Any
 
 from prefstream.client.config import ClientConfig
-from prefstream.client.delivery import CONNECT_TIMEOUT_S
 from prefstream.client.errors import ClientError, TopicMissingError
 from prefstream.client.view import ProfileChange, ProfileView
 from prefstream.schemas.profiles import Profile
@@ -39,7 +38,6 @@ class ProfileReader:
         *,
         on_change: OnChange | None = None,
         from_beginning: bool = True,
-        connect_timeout_s: float = CONNECT_TIMEOUT_S,
     ) -> None:
         from kafka import KafkaConsumer, TopicPartition
 
@@ -56,11 +54,10 @@ class ProfileReader:
                 group_id=None,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
-                bootstrap_timeout_ms=int(connect_timeout_s * 1000),
                 **kafka_python_kwargs(config.kafka),
             )
         try:
-            partitions = self._partitions(connect_timeout_s)
+            partitions = self._partitions(config.kafka.connect_timeout_s)
             self._assigned = [TopicPartition(self.topic, p) for p in sorted(partitions)]
             with client_errors(config.kafka):
                 self._consumer.assign(self._assigned)

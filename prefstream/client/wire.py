@@ -57,7 +57,7 @@ def validate(event: Event | bytes, limits: LimitSettings, max_message_bytes: int
     return Prepared(decoded.event_id, decoded.user_id, key, value)
 
 
-def topic_max_message_bytes(kafka: KafkaSettings, topic: str, timeout_s: float = 10.0) -> int | None:
+def topic_max_message_bytes(kafka: KafkaSettings, topic: str) -> int | None:
     """The topic's effective `max.message.bytes` (its own, else the broker's), or None when it cannot be read.
 
     Reading topic configs needs the DescribeConfigs ACL, which an app may lack: then the worker's own limit
@@ -72,7 +72,7 @@ def topic_max_message_bytes(kafka: KafkaSettings, topic: str, timeout_s: float =
     try:
         admin = KafkaAdminClient(
             bootstrap_servers=kafka.bootstrap_servers, client_id=f"{kafka.client_id}-client-admin",
-            bootstrap_timeout_ms=int(timeout_s * 1000), request_timeout_ms=int(timeout_s * 1000),
+            request_timeout_ms=int(kafka.connect_timeout_s * 1000),
             **kafka_python_kwargs(kafka),
         )  # fmt: skip
         described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all")

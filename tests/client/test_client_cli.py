@@ -75,7 +75,7 @@ def test_produce_errors_are_one_line(cli: Cli, topics: dict[str, str], tmp_path:
     assert _one_line(done.stderr).startswith("prefstream produce: topic missing-topic-for-produce does not exist at ")
     done = cli("produce", str(path), KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:9")
     assert done.returncode == 2
-    assert _one_line(done.stderr).startswith("prefstream produce: Kafka at 127.0.0.1:9 over PLAINTEXT: no broker answered")
+    assert _one_line(done.stderr).startswith("prefstream produce: cannot reach Kafka at 127.0.0.1:9 (127.0.0.1:9: connection refused)")
     done = cli("produce", str(path), "--rate", "0")
     assert (done.returncode, _one_line(done.stderr)) == (2, "prefstream produce: --rate must be above 0, got 0.0")
 
@@ -155,7 +155,7 @@ def test_doctor_names_what_is_wrong(cli: Cli, env: dict[str, str]) -> None:
     assert [line.split()[0] for line in done.stdout.splitlines()[1:]] == ["skip"] * 4
     done = cli("doctor", KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:9")
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert done.stdout.splitlines()[1].startswith("FAIL  broker    Kafka at 127.0.0.1:9 over PLAINTEXT: no broker answered")
+    assert done.stdout.splitlines()[1].startswith("FAIL  broker    cannot reach Kafka at 127.0.0.1:9 (127.0.0.1:9: connection refused)")
 
 
 @pytest.mark.slow

@@ -94,6 +94,6 @@ def test_missing_profiles_topic_is_one_clear_error(config: ClientConfig) -> None
     missing = ClientConfig.from_env({"KAFKA_BOOTSTRAP_SERVERS": config.kafka.bootstrap_servers,
                                      "PREFSTREAM_PROFILES_TOPIC": config.topics.profiles + "-missing"})  # fmt: skip
     with pytest.raises(TopicMissingError, match=r"-missing does not exist .*PREFSTREAM_PROFILES_TOPIC"):
-        ProfileReader(missing, connect_timeout_s=1)
+        ProfileReader(missing)
     with pytest.raises(TopicMissingError, match=r"-missing does not exist"):
         asyncio.run(AsyncProfileReader(missing).start())

@@ -245,3 +245,25 @@ def test_ts_range_is_what_profiles_can_write() -> None:
     assert ms_to_rfc3339(ts_to_ms("0999-05-06T07:08:09.010Z")) == "0999-05-06T07:08:09.010Z"
     with pytest.raises(ValueError):
         ts_to_ms("9999-12-31T23:59:59-23:59")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("ts", '"2026-01-31T08:15:00"', "expected an RFC 3339 date and time with a zone: `Z` or an offset"),
+        ("user_id", '"u 1"', "expected 1 to 128 characters from A-Z a-z 0-9 . _ - : @ + ="),
+        ("event_id", '"e 1"', "expected 1 to 128 printable ASCII characters, no spaces"),
+        ("domain", '"Books"', "expected 2 to 40 lowercase letters and spaces, starting and ending with a letter"),
+    ],
+)
+def test_pattern_rejections_say_what_is_expected_in_words(field: str, value: str, expected: str) -> None:
+    """A value of the wrong form is rejected with what is expected in words, never the raw regex (issue #9)."""
+    fields = {"event_id": '"e1"', "user_id": '"u1"', "ts": "1", "kind": '"pair"', "chosen": '"a"', "rejected": '"b"',
+              "domain": '"books"'}  # fmt: skip
+    fields[field] = value
+    raw = ("{" + ",".join(f'"{k}": {v}' for k, v in fields.items()) + "}").encode()
+    with pytest.raises(EventRejected) as caught:
+        decode_event(None, raw, LimitSettings())
+    assert caught.value.path == f"$.{field}"
+    assert str(caught.value).split(": ", 1)[1].startswith(expected)
+    assert "regex" not in str(caught.value) and "^" not in str(caught.value)

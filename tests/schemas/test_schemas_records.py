@@ -26,7 +26,7 @@ def _profile(**over: object) -> Profile:
         updated_at="2026-01-31T08:15:00.250Z",
         last_event_ts="2026-01-31T08:14:59.000Z",
         model="VanillaH1/AlignXplore-Plus",
-        prompt_version="axp-streaming-v1",
+        prompt_version="alignxplore-plus-update-v1",
     )
     fields.update(over)
     return Profile(**fields)  # type: ignore[arg-type]
@@ -67,7 +67,7 @@ def test_failure_record_round_trips_without_user_text() -> None:
         user_id="u-1",
         epoch=1,
         base_version=3,
-        reason="unparseable_output",
+        reason="no_think_close",
         attempts=2,
         event_count=5,
         failed_at="2026-01-31T08:15:00.250Z",
