@@ -44,7 +44,7 @@ EPILOG = """\
 Run `prefstream COMMAND --help` for a command's arguments. Settings come from the environment
 (`prefstream settings` shows them; README "Configuration").
 
-exit codes (prefstream/exit_codes.py):
+exit codes:
   0    done
   1    the command ran and found a problem: a topic mismatch, a broker not running, a named user
        not parked, a failed `doctor` check, no profile for the user, a worker that stopped on a
