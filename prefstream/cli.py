@@ -31,6 +31,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval report": ("prefstream.eval.cli", "Rebuild an eval run's tables and plot from its records."),
     "demo": ("prefstream.demo", "End to end: broker, worker, sample events in, profiles printed."),
     "settings": ("prefstream.settings_cli", "Print the effective settings by section (secrets masked), or the README's table."),
+    "produce": ("prefstream.produce_cli", "Validate a JSONL file of events (bad lines by number), then send it."),
+    "tail": ("prefstream.tail_cli", "Follow profile updates on the profiles topic (readable, or --json)."),
+    "profile": ("prefstream.profile_cli", "Show one user's profile (read API; the topic when no worker answers)."),
+    "doctor": ("prefstream.doctor", "Check settings, broker, topics, model backend and read API: one line each."),
 }
 
 GROUPS: dict[str, str] = {
@@ -47,9 +51,12 @@ Run `prefstream COMMAND --help` for a command's arguments. Settings come from th
 exit codes:
   0    done
   1    the command ran and found a problem: a topic mismatch, a broker not running, a named user
-       not parked, a worker that stopped on a fatal condition (restart it)
+       not parked, a failed `doctor` check, no profile for the user, a worker that stopped on a
+       fatal condition (restart it)
   2    a usage or configuration error, or Kafka or the read API unreachable: one line on stderr
        says what to fix
+  3    `produce`: lines of the file are not valid events (listed by number); nothing was sent
+  4    `produce`: the broker did not acknowledge every event (named; sending again is safe)
   130  interrupted (Ctrl-C)
 """
 
@@ -91,16 +98,22 @@ def main(argv: list[str] | None = None) -> int:
     args = full.parse_args(argv[len(known._command.split()) :])
     args.command = known._command
     from prefstream import logs
-    from prefstream.errors import PrefstreamError
+    from prefstream.errors import ConfigError, PrefstreamError
     from prefstream.settings import Settings
 
     try:
-        args.settings = Settings.from_env()
-        logs.configure(
-            args.settings.worker.log_format,
-            args.settings.worker.log_level,
-            args.settings.worker.log_repeat_window_s,
-        )
+        try:
+            args.settings = Settings.from_env()
+        except ConfigError as exc:
+            if not getattr(module, "RUNS_WITHOUT_SETTINGS", False):  # `doctor` reports it as a failed check
+                raise
+            args.settings, args.settings_error = None, exc
+        if args.settings is not None:
+            logs.configure(
+                args.settings.worker.log_format,
+                args.settings.worker.log_level,
+                args.settings.worker.log_repeat_window_s,
+            )
         return int(module.run(args) or 0)
     except PrefstreamError as exc:
         print(f"prefstream {known._command}: {exc}", file=sys.stderr)

@@ -36,7 +36,7 @@ class TopicSpec:
 @dataclass(frozen=True)
 class TopicReport:
     name: str
-    action: str  # "created", "ok" or "mismatch"
+    action: str  # "created", "ok", "mismatch" or "missing" (inspect() only)
     problems: tuple[str, ...] = ()
     fatal: bool = False
 
@@ -179,3 +179,14 @@ def check_topics(settings: Settings, extra: list[TopicSpec] | None = None) -> li
             "the profiles topic must use cleanup.policy=compact."
         )
     return reports
+
+
+def inspect(specs: list[TopicSpec], admin: object) -> list[TopicReport]:
+    """Compare existing topics with their specs, creating nothing: a missing topic is reported `missing`."""
+    existing = _existing(admin, [s.name for s in specs])
+    present = [s for s in specs if s.name in existing]
+    configs = _configs(admin, [s.name for s in present])
+    return [
+        compare(s, existing[s.name], configs[s.name]) if s.name in existing else TopicReport(s.name, "missing", (), True)
+        for s in specs
+    ]
