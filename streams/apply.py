@@ -150,7 +150,7 @@ class Apply:
 
     async def _record_failure(self, user_id: str, partition: int, meta: st.Meta, pending: st.Pending | None,
                               result: FoldResult, reason: str, now: int) -> None:  # fmt: skip
-        batch = (pending.events if pending else ())[: len(result.event_ids)]
+        batch = st.batch_of(pending, result.event_ids)
         ts = [e.ts_ms for e in batch]
 
         def record(code: str) -> bytes:

@@ -103,8 +103,15 @@ class Ingest:
                 await self._redo_writes(user_id, owner, forgotten=isinstance(event, ForgetEvent))
             return
         flush = self.settings.flush
+        ts_ms = ts_to_ms(event.ts)
         if isinstance(event, ForgetEvent):
-            await self._forget(user_id, st.remember(meta, seen, now, flush.dedupe_horizon_s, flush.dedupe_max_ids), owner)
+            remembered = st.remember(meta, seen, now, flush.dedupe_horizon_s, flush.dedupe_max_ids)
+            await self._forget(user_id, remembered, owner, ts_ms)
+            return
+        if st.before_forget(meta, ts_ms):
+            # It happened before the user's last forget: erased by it, so never folded into a later epoch.
+            self.metrics.events_dropped.labels("before_forget").inc()
+            log.info("event_dropped", reason="before_forget", user=user_ref(user_id), epoch=meta.epoch)
             return
         if pending is not None and pending.epoch == meta.epoch and len(pending.events) >= flush.max_pending_events:
             await self._dead_letter(record, key, value, BACKLOG_FULL, f"user has {len(pending.events)} pending events",
@@ -113,7 +120,7 @@ class Ingest:
         meta = st.remember(meta, seen, now, flush.dedupe_horizon_s, flush.dedupe_max_ids)
         evidence = to_evidence(event)
         tokens = max(0, self.backend.count_prompt_tokens(None, (evidence,)) - self.template_tokens)
-        item = st.PendingEvent(event_id=event.event_id, evidence=evidence, ts_ms=ts_to_ms(event.ts),
+        item = st.PendingEvent(event_id=event.event_id, evidence=evidence, ts_ms=ts_ms,
                                produced_ms=produced_ms, accepted_ms=now, tokens=tokens)  # fmt: skip
         pending = st.accept(pending, meta, item)
         self.store.put_user(user_id, meta, pending)
@@ -145,9 +152,9 @@ class Ingest:
         self.metrics.events_rejected.labels(code).inc()
         log.info("event_rejected", code=code, path=path, partition=partition, offset=offset)
 
-    async def _forget(self, user_id: str, meta: st.Meta, partition: int) -> None:
+    async def _forget(self, user_id: str, meta: st.Meta, partition: int, ts_ms: int) -> None:
         """Erase the user's evidence and profile; keep only content-free dedupe metadata; tombstone."""
-        new_meta = st.forget(meta)
+        new_meta = st.forget(meta, ts_ms)
         self.store.put_user(user_id, new_meta, None)
         self.store.delete_profile(user_id)
         self.scheduler.forget(user_id)

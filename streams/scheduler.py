@@ -35,7 +35,7 @@ from prefstream.settings import FlushSettings
 from prefstream.streams.metrics import StreamMetrics
 from prefstream.streams.policy import FlushPolicy, UserView, select_batch
 from prefstream.streams.records import FoldResult
-from prefstream.streams.state import Meta, Pending, ProfileState, RetryPlan, degraded
+from prefstream.streams.state import Meta, Pending, ProfileState, RetryPlan, degraded, in_event_order
 
 log = structlog.get_logger(__name__)
 
@@ -239,7 +239,8 @@ class FoldScheduler:
         if pending is None or pending.epoch != meta.epoch or not pending.events or meta.parked:
             return None
         summary = profile.summary if profile is not None and profile.epoch == meta.epoch else None
-        evidence = tuple(e.evidence for e in pending.events)
+        ordered = in_event_order(pending.events)  # an update reads its evidence in event-time order
+        evidence = tuple(e.evidence for e in ordered)
         limit = min(self.policy.max_events, meta.batch_cap) if meta.batch_cap else self.policy.max_events
         problem = ""
         try:
@@ -260,7 +261,7 @@ class FoldScheduler:
             evidence=evidence[:n],
             degraded=degraded(meta, self.plan),
         )
-        return request, tuple(e.event_id for e in pending.events[:n]), meta.attempts + 1, problem
+        return request, tuple(e.event_id for e in ordered[:n]), meta.attempts + 1, problem
 
     async def _request(self, user_id: str, inf: InFlight) -> None:
         built = self._build(user_id, inf.request_id)

@@ -41,7 +41,8 @@ class PendingEvent(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
 
 
 class Pending(msgspec.Struct, frozen=True, kw_only=True):
-    """A user's events not yet in the profile, in the order they were accepted."""
+    """A user's events not yet in the profile, in the order they were accepted (`in_event_order` gives
+    the order an update reads them in)."""
 
     epoch: int
     events: tuple[PendingEvent, ...] = ()
@@ -60,6 +61,8 @@ class Meta(msgspec.Struct, frozen=True, kw_only=True):
     batch_cap: int = 0  # 0: no cap; set when degrading after failures
     parked: bool = False
     last_failure: str = ""
+    # The `ts` of the user's last forget: events that happened before it are not applied to the new epoch.
+    forget_ts_ms: int = 0
 
 
 class ProfileState(msgspec.Struct, frozen=True, kw_only=True):
@@ -122,9 +125,31 @@ def accept(pending: Pending | None, meta: Meta, event: PendingEvent) -> Pending:
     return Pending(epoch=pending.epoch, events=(*pending.events, event))
 
 
-def forget(meta: Meta) -> Meta:
-    """The meta of a forgotten user: next epoch, no profile, no failures; dedupe memory kept."""
-    return Meta(epoch=meta.epoch + 1, version=0, seen=meta.seen)
+def forget(meta: Meta, ts_ms: int = 0) -> Meta:
+    """The meta of a forgotten user: next epoch, no profile, no failures; dedupe memory kept, and the
+    forget's event time (the latest of all forgets), before which events are not applied any more."""
+    return Meta(epoch=meta.epoch + 1, version=0, seen=meta.seen, forget_ts_ms=max(meta.forget_ts_ms, ts_ms))
+
+
+def before_forget(meta: Meta, ts_ms: int) -> bool:
+    """Whether an event that happened at `ts_ms` predates the user's last forget (it is then not applied:
+    the forget erased what happened before it, and a late or backfilled event must not bring it back)."""
+    return ts_ms < meta.forget_ts_ms
+
+
+def in_event_order(events: tuple[PendingEvent, ...]) -> tuple[PendingEvent, ...]:
+    """Pending events in the order an update reads them: by event time, ties by arrival (accept order).
+
+    Events of one user that came through different producers or paths (a backfill, a late mobile batch)
+    reach the worker out of order; within an update the model reads them in the order they happened."""
+    order = sorted(range(len(events)), key=lambda i: (events[i].ts_ms, i))
+    return tuple(events[i] for i in order)
+
+
+def batch_of(pending: Pending | None, event_ids: tuple[str, ...]) -> tuple[PendingEvent, ...]:
+    """The pending events named by `event_ids`, in that order (those still pending)."""
+    by_id = {e.event_id: e for e in (pending.events if pending else ())}
+    return tuple(by_id[i] for i in event_ids if i in by_id)
 
 
 def view_of(partition: int, meta: Meta, pending: Pending | None) -> UserView | None:
@@ -173,9 +198,9 @@ def check_base(meta: Meta, pending: Pending | None, epoch: int, base_version: in
     if base_version != meta.version:
         return Rejected("version")
     # Only the apply step removes pending events and it always bumps the version, so with the version
-    # unchanged the batch must still be the head of the buffer; anything else is a bug worth refusing.
-    head = tuple(e.event_id for e in (pending.events if pending else ())[: len(event_ids)])
-    if head != event_ids:
+    # unchanged every event of the batch must still be pending; anything else is a bug worth refusing.
+    # (Not necessarily the head: an event that happened earlier may have arrived since the request.)
+    if len(batch_of(pending, event_ids)) != len(event_ids):
         return Rejected("events")
     return None
 
@@ -202,8 +227,9 @@ def apply_success(
     if guard is not None:
         return guard
     assert pending is not None  # check_base guarantees the batch is there
-    applied = pending.events[: len(event_ids)]
-    rest = pending.events[len(event_ids) :]
+    applied = batch_of(pending, event_ids)
+    taken = set(event_ids)
+    rest = tuple(e for e in pending.events if e.event_id not in taken)
     before = 0
     if profile is not None and profile.epoch == epoch:
         # The profile is written before the user record (`streams.apply`); after a crash between the two

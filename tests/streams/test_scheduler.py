@@ -134,3 +134,33 @@ def test_a_request_whose_prompt_cannot_be_measured_fails_instead_of_stranding_th
     sent = asyncio.run(go())
     assert backend.log == []  # the model was never called
     assert sent[0].outcome.reason == "engine_error" and sent[0].event_ids == ("u-1", "u-2")
+
+
+def test_an_update_reads_its_evidence_in_event_time_order() -> None:
+    """Events that arrived out of order (different producers) are asked for in event-time order, ties by arrival."""
+    backend = LedgerBackend(max_concurrency=1)
+    arrivals = [("e-30", 30), ("e-10", 10), ("e-20", 20), ("e-10b", 10)]
+    pending = st.Pending(epoch=1, events=tuple(st.PendingEvent(event_id=i, evidence=Evidence(event_id=i), ts_ms=t,
+                         produced_ms=0, accepted_ms=0, tokens=1) for i, t in arrivals))  # fmt: skip
+    sent: list[FoldResult] = []
+
+    async def send(partition: int, result: FoldResult) -> None:
+        sent.append(result)
+
+    async def go() -> None:
+        sched = FoldScheduler(backend=backend, policy=FlushPolicy.from_settings(FLUSH, 1000), flush=FLUSH,
+                              plan=st.RetryPlan(2, 2, 0.1, 1.0), read_state=lambda u: (st.Meta(), pending, None),
+                              send_result=send, metrics=StreamMetrics(), user_key=lambda u: u)  # fmt: skip
+        sched.on_assigned({0})
+        view = st.view_of(0, st.Meta(), pending)
+        assert view is not None
+        sched.on_recovered({"u": view}, {})
+        task = asyncio.create_task(sched.run())
+        while not sent:
+            await asyncio.sleep(0.01)
+        await sched.stop()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(go())
+    assert sent[0].event_ids == ("e-10", "e-10b", "e-20", "e-30")
+    assert [e.event_id for e in backend.requests[0].evidence] == ["e-10", "e-10b", "e-20", "e-30"]
