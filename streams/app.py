@@ -40,6 +40,7 @@ from prefstream.streams.records import FoldResult, encode
 from prefstream.streams.progress import GapReader, SourceRecord, SourceTracker, fill_gap
 from prefstream.streams.scheduler import FoldScheduler
 from prefstream.streams.store import Store
+from prefstream.streams.tenancy import Tenancy
 from prefstream.streams.topology import ROCKSDB_OPTIONS, STATE_TABLE, faust_options, internal_topics
 from prefstream.streams.web import BrokerProbe, register_routes
 
@@ -79,12 +80,13 @@ class StreamApp:
             extra_topic_configs=compacted_configs(t), options=ROCKSDB_OPTIONS,
         )  # fmt: skip
         self.store = Store(table)
+        self.tenancy = Tenancy.from_settings(settings.tenants, self.metrics.registry)
         flush = settings.flush
         self.plan = st.RetryPlan(flush.retry_limit, flush.degraded_attempts, flush.retry_backoff_s, flush.retry_backoff_max_s)
         self.scheduler = FoldScheduler(
             backend=backend, policy=FlushPolicy.from_settings(flush, backend.prompt_token_budget), flush=flush,
             plan=self.plan, read_state=self.read_state, send_result=self._send_result, metrics=self.metrics,
-            user_key=logs.user_ref, on_fatal=self._fatal,
+            user_key=logs.user_ref, on_fatal=self._fatal, tenancy=self.tenancy,
         )  # fmt: skip
         self.roles = {t.events: "events", self.names["repartition"]: "repartition", self.names["results"]: "results"}
         self.tracker = SourceTracker(self.store, self.roles, self._committed)
@@ -93,11 +95,11 @@ class StreamApp:
         self.ingest = Ingest(
             settings=settings, store=self.store, tracker=self.tracker, scheduler=self.scheduler, backend=backend,
             metrics=self.metrics, repartition=repartition, dlq=dlq, profiles=profiles, events_topic=t.events,
-            partitions=self.partitions,
+            partitions=self.partitions, tenancy=self.tenancy,
         )  # fmt: skip
         self.apply = Apply(
             store=self.store, scheduler=self.scheduler, backend=backend, metrics=self.metrics, plan=self.plan,
-            profiles=profiles, failures=failures, partitions=self.partitions,
+            profiles=profiles, failures=failures, partitions=self.partitions, tenancy=self.tenancy,
         )  # fmt: skip
         self.metrics.callbacks.pending = self.scheduler.pending_figures
         self.metrics.callbacks.lag = self.consumer_lag

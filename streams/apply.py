@@ -22,8 +22,9 @@ import structlog
 
 from prefstream.models.interface import PreferenceModel, UpdateSuccess
 from prefstream.logs import user_ref
-from prefstream.schemas.failures import FAILURE_SCHEMA_VERSION, FailureRecord, encode_failure
-from prefstream.schemas.profiles import PROFILE_SCHEMA_VERSION, Profile, encode_profile
+from prefstream.schemas.failures import FailureRecord, encode_failure
+from prefstream.schemas.keys import split_key
+from prefstream.schemas.profiles import Profile, encode_profile, record_version, tenant_field
 from prefstream.schemas.timefmt import ms_to_rfc3339
 from prefstream.streams import state as st
 from prefstream.streams.metrics import StreamMetrics
@@ -31,20 +32,23 @@ from prefstream.streams.partitioning import partition_for
 from prefstream.streams.records import FoldResult, Redrive, decode_command
 from prefstream.streams.scheduler import FoldScheduler, now_ms
 from prefstream.streams.store import Store
+from prefstream.streams.tenancy import Tenancy
 
 log = structlog.get_logger(__name__)
 
 __all__ = ["Apply", "to_profile_record"]
 
 
-def to_profile_record(user_id: str, p: st.ProfileState) -> Profile:
-    """The published form of a stored profile."""
+def to_profile_record(key: str, p: st.ProfileState) -> Profile:
+    """The published form of a stored profile (`key`: the user key, `tenant/user_id` with a tenant)."""
+    tenant, user_id = split_key(key)
     return Profile(
-        schema_version=PROFILE_SCHEMA_VERSION, user_id=user_id, epoch=p.epoch, version=p.version,
+        schema_version=record_version(tenant), user_id=user_id, epoch=p.epoch, version=p.version,
         summary=p.summary, events_applied=p.events_applied, updated_at=ms_to_rfc3339(p.updated_ms),
         last_event_ts=ms_to_rfc3339(p.last_event_ts_ms), model=p.model, prompt_version=p.prompt_version,
         backend=p.backend, update_events=p.update_events, update_triples=p.update_triples,
         last_event_id=p.last_event_id, prompt_tokens=p.prompt_tokens, completion_tokens=p.completion_tokens,
+        tenant=tenant_field(tenant),
     )  # fmt: skip
 
 
@@ -59,6 +63,7 @@ class Apply:
     failures: Any
     partitions: int
     template_tokens: int = 0
+    tenancy: Tenancy | None = None
 
     async def on_command(self, raw: bytes | None, partition: int, offset: int, *, replay: bool) -> None:
         command = decode_command(raw)
@@ -131,6 +136,8 @@ class Apply:
                                  partition=partition)  # fmt: skip
         m = self.metrics
         m.updates.labels("applied").inc()
+        if self.tenancy is not None:
+            self.tenancy.applied(user_id)
         m.profile_publishes.labels("profile").inc()
         m.events_per_update.observe(len(done.applied))
         for e in done.applied:
@@ -153,13 +160,16 @@ class Apply:
         batch = st.batch_of(pending, result.event_ids)
         ts = [e.ts_ms for e in batch]
 
+        tenant, plain_user_id = split_key(user_id)
+
         def record(code: str) -> bytes:
             return encode_failure(FailureRecord(
-                schema_version=FAILURE_SCHEMA_VERSION, user_id=user_id, epoch=result.epoch,
+                schema_version=record_version(tenant), user_id=plain_user_id, epoch=result.epoch,
                 base_version=result.base_version, reason=code, attempts=meta.attempts, event_count=len(batch),
                 first_event_id=batch[0].event_id if batch else "", last_event_id=batch[-1].event_id if batch else "",
                 first_event_ts=ms_to_rfc3339(min(ts)) if ts else "", last_event_ts=ms_to_rfc3339(max(ts)) if ts else "",
                 failed_at=ms_to_rfc3339(now), model="", prompt_version="", backend=result.backend,
+                tenant=tenant_field(tenant),
             ))  # fmt: skip
 
         key = user_id.encode("utf-8")

@@ -17,6 +17,7 @@ from prefstream.settings import Settings
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("user_ids", nargs="*", help="users to redrive (default: every parked user)")
+    parser.add_argument("--tenant", default=None, help="the tenant of the named users (default: none)")
 
 
 def send_redrive(settings: Settings, user_ids: list[str]) -> int:
@@ -54,7 +55,9 @@ def send_redrive(settings: Settings, user_ids: list[str]) -> int:
 
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    sent = send_redrive(settings, list(args.user_ids))
+    from prefstream.schemas.keys import user_key
+
+    sent = send_redrive(settings, [user_key(args.tenant, u) for u in args.user_ids])
     target = f"{len(args.user_ids)} user(s)" if args.user_ids else "every parked user"
     print(f"redrive: {sent} record(s) sent for {target}")
     return 0

@@ -1,6 +1,7 @@
 """The worker's HTTP surface (faust's web server): the read API, health and metrics.
 
-    GET /profiles/{user_id}   the current profile, from the owner of the user's partition (routed)
+    GET /profiles/{user_id}   the current profile, from the owner of the user's partition (routed);
+                              `?tenant=T` for a user of tenant T
     GET /livez                200 unless the model backend died (the worker then also stops)
     GET /readyz               200 only while the worker can do its job: backend up and healthy, broker
                               reachable, partitions assigned and their state recovered
@@ -10,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +20,8 @@ from typing import Any
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from prefstream.schemas.bounds import TENANT_PATTERN
+from prefstream.schemas.keys import user_key
 from prefstream.schemas.profiles import encode_profile
 from prefstream.streams.apply import to_profile_record
 from prefstream.streams.partitioning import partition_for
@@ -27,6 +31,7 @@ log = structlog.get_logger(__name__)
 __all__ = ["BrokerProbe", "register_routes"]
 
 ROUTED_HEADER = "X-Prefstream-Routed"
+_TENANT = re.compile(TENANT_PATTERN)
 
 
 @dataclass
@@ -93,20 +98,26 @@ def register_routes(app: Any, worker: Any) -> None:
 
 
 async def profile_view(worker: Any, web: Any, request: Any, user_id: str) -> Any:
-    """`GET /profiles/{user_id}`: the current profile from the owner of the user's partition."""
-    partition = partition_for(user_id, worker.partitions)
+    """`GET /profiles/{user_id}[?tenant=T]`: the current profile from the owner of the user's partition."""
+    tenant = request.query.get("tenant") or None
+    if tenant is not None and not _TENANT.match(tenant):
+        return web.json({"error": "invalid tenant: 1-64 characters from A-Z a-z 0-9 . _ -, starting with a letter or digit"},
+                        status=400)  # fmt: skip
+    key = user_key(tenant, user_id)
+    partition = partition_for(key, worker.partitions)
     if partition in worker.scheduler.owned and not worker.scheduler.paused:
-        profile = worker.store.profile(user_id)
+        profile = worker.store.profile(key)
         if profile is None:
-            return web.json({"error": "no profile", "user_id": user_id}, status=404)
-        return web.bytes(encode_profile(to_profile_record(user_id, profile)), content_type="application/json")
+            body = {"error": "no profile", "user_id": user_id} | ({"tenant": tenant} if tenant else {})
+            return web.json(body, status=404)
+        return web.bytes(encode_profile(to_profile_record(key, profile)), content_type="application/json")
     if request.headers.get(ROUTED_HEADER):
         # Routed here by a peer that believes we own it: the assignment is moving. Do not bounce.
         return web.json({"error": "partition not served here (rebalancing)"}, status=503)
     owner = owner_url(worker.app, worker.names["state"], partition)
     if owner is None:
         return web.json({"error": "owner unknown (rebalancing)"}, status=503)
-    url = f"{owner.rstrip('/')}/profiles/{user_id}"
+    url = f"{owner.rstrip('/')}/profiles/{user_id}" + (f"?tenant={tenant}" if tenant else "")
     async with worker.app.http_client.get(url, headers={ROUTED_HEADER: "1"}) as response:
         body = await response.read()
         return web.bytes(body, content_type=response.content_type, status=response.status)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from prefstream.models import prompt as P
-from prefstream.models.backends.common import Prepared, failure, outcome, prepare, tokenizer_path
+from prefstream.models.backends.common import Prepared, cache_salt, failure, outcome, prepare, tokenizer_path
 from prefstream.models.errors import BackendDeadError, BackendUnavailableError, FailureReason
 from prefstream.models.interface import UpdateFailure, UpdateRequest, UpdateSuccess
 from prefstream.models.timebox import TimeBox
@@ -169,7 +169,8 @@ class VllmBackend:
             async with asyncio.timeout(timeout):
                 # Cancellation (ours or the time box's) inside generate() aborts the request in the engine.
                 async for out in self._engine.generate(
-                    tokens_input(prepared.ids), params, engine_rid, **self.generate_overrides
+                    tokens_input(prepared.ids, cache_salt=cache_salt(request.tenant)), params, engine_rid,
+                    **self.generate_overrides,
                 ):
                     final = out
         except TimeoutError:

@@ -16,7 +16,7 @@ from prefstream.schemas.timefmt import ms_to_rfc3339, ts_to_ms
 
 def _profile(**over: object) -> Profile:
     fields: dict[str, object] = dict(
-        schema_version=PROFILE_SCHEMA_VERSION,
+        schema_version=1,
         user_id="u-1",
         epoch=1,
         version=3,
@@ -105,3 +105,20 @@ def test_timestamps_convert_both_ways() -> None:
     assert ts_to_ms("2026-01-31T08:15:00.2509Z") == ts_to_ms(1769847300250)
     assert ms_to_rfc3339(1769847300250) == "2026-01-31T08:15:00.250Z"
     assert ms_to_rfc3339(ts_to_ms("1969-12-31T23:59:59.999Z")) == "1969-12-31T23:59:59.999Z"
+
+
+def test_records_without_a_tenant_are_version_1_unchanged_and_with_one_version_2() -> None:
+    """A profile without a tenant has no `tenant` key at all (the bytes version 1 wrote); with one it says
+    version 2 and carries the tenant; the same holds for failure records."""
+    from prefstream.schemas.profiles import record_version, tenant_field
+
+    plain = encode_profile(_profile(schema_version=record_version(None), tenant=tenant_field(None)))
+    assert b"tenant" not in plain and msgspec.json.decode(plain)["schema_version"] == 1
+    tenanted = _profile(schema_version=record_version("shop"), tenant=tenant_field("shop"))
+    doc = msgspec.json.decode(encode_profile(tenanted))
+    assert (doc["schema_version"], doc["tenant"]) == (PROFILE_SCHEMA_VERSION, "shop") == (2, "shop")
+    assert decode_profile(encode_profile(tenanted)) == tenanted
+    rec = FailureRecord(schema_version=2, user_id="u-1", epoch=1, base_version=0, reason="timeout", attempts=1,
+                        event_count=1, tenant="shop")  # fmt: skip
+    assert msgspec.json.decode(encode_failure(rec))["tenant"] == "shop" and FAILURE_SCHEMA_VERSION == 2
+    assert b"tenant" not in encode_failure(msgspec.structs.replace(rec, tenant=msgspec.UNSET))
