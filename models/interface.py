@@ -28,6 +28,8 @@ class UpdateRequest(msgspec.Struct, frozen=True, kw_only=True):
     # The user's tenant (None: none). LLM backends salt the prefix cache with it (`cache_salt`), so cached
     # prompt blocks are never shared across tenants. `user_id` is the user key (`tenant/user_id`).
     tenant: str | None = None
+    # Scheduling priority in the engine: 0 for live updates, higher (runs later) for a backfill's updates.
+    priority: int = 0
 
 
 class Usage(msgspec.Struct, frozen=True, kw_only=True):

@@ -369,6 +369,12 @@ class ModelSettings:
     )
     vllm_tensor_parallel_size: int = setting("PREFSTREAM_VLLM_TENSOR_PARALLEL_SIZE", 1, "GPUs per engine.")
     vllm_seed: int = setting("PREFSTREAM_VLLM_SEED", 0, "Engine random seed.")
+    vllm_scheduling_policy: Literal["fcfs", "priority"] = setting(
+        "PREFSTREAM_VLLM_SCHEDULING_POLICY",
+        "priority",
+        "The in-process engine's scheduler: `priority` runs live updates (priority 0) before backfill ones "
+        "(PREFSTREAM_BACKFILL_PRIORITY), arrival order among equals; `fcfs` ignores priorities.",
+    )
     vllm_shutdown_timeout_s: float = setting(
         "PREFSTREAM_VLLM_SHUTDOWN_TIMEOUT_S", 15.0, "Longest the engine's shutdown may take before it is abandoned."
     )
@@ -561,6 +567,35 @@ class FlushSettings:
 
 
 @dataclass(frozen=True)
+class BackfillSettings:
+    """History import (owned by streams/, `streams.backfill`): how the worker folds a backfill in."""
+
+    max_events: int = setting(
+        "PREFSTREAM_BACKFILL_MAX_EVENTS",
+        1000,
+        "Most events per update when the update's events are a backfill (instead of FLUSH_MAX_EVENTS): a "
+        "history is folded in as few updates as the token budget allows.",
+    )
+    hold_s: float = setting(
+        "PREFSTREAM_BACKFILL_HOLD_S",
+        120.0,
+        "While a user's history is arriving (until its last backfill record), a partial batch waits at most "
+        "this long after the latest record; a full token budget is folded at once.",
+    )
+    priority: int = setting(
+        "PREFSTREAM_BACKFILL_PRIORITY",
+        1,
+        "Scheduling priority of backfill-only updates (live updates are 0; vLLM runs lower values first). The "
+        "in-process engine uses priority scheduling for it; `vllm serve` needs `--scheduling-policy priority`, "
+        "or set 0 to send no priority.",
+    )
+
+    def validate(self) -> None:
+        if self.max_events < 1 or self.hold_s < 0 or self.priority < 0:
+            raise ConfigError("PREFSTREAM_BACKFILL_MAX_EVENTS must be >= 1, HOLD_S and PRIORITY >= 0")
+
+
+@dataclass(frozen=True)
 class TenantSettings:
     """Per-tenant limits (owned by streams/, `streams.tenancy`). Each applies to every tenant separately, per
     worker; 0 means unlimited. Events without a tenant are never limited by these (only by the per-user bounds)."""
@@ -680,6 +715,7 @@ class Settings:
     flush: FlushSettings
     ledger: LedgerSettings
     tenants: TenantSettings = field(default_factory=TenantSettings)
+    backfill: BackfillSettings = field(default_factory=BackfillSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

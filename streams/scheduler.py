@@ -83,6 +83,7 @@ class FoldScheduler:
     user_key: UserKey
     on_fatal: Callable[[BaseException], None] = lambda exc: None
     tenancy: Tenancy | None = None  # per-tenant pending counts and token limits (streams.tenancy)
+    backfill_priority: int = 1  # engine priority of backfill-only updates (live: 0; lower runs first)
 
     views: dict[str, UserView] = field(default_factory=dict)
     inflight: dict[str, InFlight] = field(default_factory=dict)
@@ -192,7 +193,7 @@ class FoldScheduler:
             due = [(u, v) for u, v in due if self.policy.decide(v, saturated=True).ready(now)]
         if self.tenancy is not None:  # a tenant whose model tokens of this minute are spent waits
             due = [(u, v) for u, v in due if self.tenancy.may_start(u)]
-        due.sort(key=lambda uv: uv[1].oldest_ms)
+        due.sort(key=lambda uv: (uv[1].backfill, uv[1].oldest_ms))  # live users first, then backfills
         for user_id, view in due[: max(0, free)]:
             self._start(user_id, view)
         pending_due = [
@@ -253,7 +254,8 @@ class FoldScheduler:
         summary = profile.summary if profile is not None and profile.epoch == meta.epoch else None
         ordered = in_event_order(pending.events)  # an update reads its evidence in event-time order
         evidence = tuple(e.evidence for e in ordered)
-        limit = min(self.policy.max_events, meta.batch_cap) if meta.batch_cap else self.policy.max_events
+        most = self.policy.backfill_max_events if any(e.backfill for e in ordered) else self.policy.max_events
+        limit = min(most, meta.batch_cap) if meta.batch_cap else most
         problem = ""
         try:
             n = select_batch(
@@ -273,6 +275,8 @@ class FoldScheduler:
             evidence=evidence[:n],
             degraded=degraded(meta, self.plan),
             tenant=tenant_of(user_id),
+            # A history import yields to live traffic in the engine (vLLM: lower priority values run first).
+            priority=self.backfill_priority if all(e.backfill for e in ordered[:n]) else 0,
         )
         return request, tuple(e.event_id for e in ordered[:n]), meta.attempts + 1, problem
 

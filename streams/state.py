@@ -38,6 +38,7 @@ class PendingEvent(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     produced_ms: int  # the Kafka timestamp of the original message: where event-to-profile latency starts
     accepted_ms: int  # when this worker accepted it
     tokens: int  # evidence tokens (estimate for the flush trigger; the exact count is taken at flush)
+    backfill: bool = False  # came from a history import (`prefstream backfill`), not the live events topic
 
 
 class Pending(msgspec.Struct, frozen=True, kw_only=True):
@@ -63,6 +64,8 @@ class Meta(msgspec.Struct, frozen=True, kw_only=True):
     last_failure: str = ""
     # The `ts` of the user's last forget: events that happened before it are not applied to the new epoch.
     forget_ts_ms: int = 0
+    # While a backfill of this user is arriving: a partial batch waits until this time (0: no backfill open).
+    backfill_hold_ms: int = 0
 
 
 class ProfileState(msgspec.Struct, frozen=True, kw_only=True):
@@ -118,6 +121,35 @@ def remember(meta: Meta, key: bytes, now_ms: int, horizon_s: float, max_ids: int
 # --- transitions on events ------------------------------------------------------------------------
 
 
+def remember_many(meta: Meta, keys: list[bytes], now_ms: int, horizon_s: float, max_ids: int) -> Meta:
+    """`remember` for many keys at once (a backfill chunk): one pass instead of one per key."""
+    now_s = now_ms // 1000
+    cutoff = now_s - int(horizon_s)
+    kept = [
+        meta.seen[i : i + SEEN_SIZE]
+        for i in range(0, len(meta.seen), SEEN_SIZE)
+        if _SEEN.unpack_from(meta.seen, i)[1] >= cutoff
+    ]
+    kept += [_SEEN.pack(k, now_s & 0xFFFFFFFF) for k in keys]
+    if len(kept) > max_ids:
+        kept = kept[len(kept) - max_ids :]
+    return msgspec.structs.replace(meta, seen=b"".join(kept))
+
+
+def seen_set(meta: Meta) -> set[bytes]:
+    """The remembered keys, for many lookups at once."""
+    return {meta.seen[i : i + 8] for i in range(0, len(meta.seen), SEEN_SIZE)}
+
+
+def accept_many(pending: Pending | None, meta: Meta, events: list[PendingEvent]) -> Pending | None:
+    """`accept` for many events at once (one new tuple, not one per event)."""
+    if not events:
+        return pending
+    if pending is None or pending.epoch != meta.epoch:
+        return Pending(epoch=meta.epoch, events=tuple(events))
+    return Pending(epoch=pending.epoch, events=(*pending.events, *events))
+
+
 def accept(pending: Pending | None, meta: Meta, event: PendingEvent) -> Pending:
     """Append an accepted event to the user's pending evidence (a fresh buffer in a new epoch)."""
     if pending is None or pending.epoch != meta.epoch:
@@ -168,6 +200,8 @@ def view_of(partition: int, meta: Meta, pending: Pending | None) -> UserView | N
         next_retry_ms=meta.next_retry_ms,
         parked=meta.parked,
         batch_cap=meta.batch_cap,
+        backfill=any(e.backfill for e in events),
+        hold_until_ms=meta.backfill_hold_ms,
     )
 
 

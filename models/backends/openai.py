@@ -140,6 +140,8 @@ class OpenAIBackend:
         salt = cache_salt(request.tenant)
         if salt is not None:
             body["cache_salt"] = salt  # vllm serve: no prefix-cache sharing across tenants
+        if request.priority:
+            body["priority"] = request.priority  # a backfill: needs `vllm serve --scheduling-policy priority`
         timeout = self.timebox.timeout_for(int(body["max_tokens"]))
         started = time.perf_counter()
         try:

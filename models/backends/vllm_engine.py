@@ -58,6 +58,8 @@ def engine_kwargs(m: ModelSettings) -> dict[str, Any]:
         "enforce_eager": m.vllm_enforce_eager,
         "tensor_parallel_size": m.vllm_tensor_parallel_size,
         "seed": m.vllm_seed,
+        # Backfill updates carry a higher (later) priority than live ones (`UpdateRequest.priority`).
+        "scheduling_policy": m.vllm_scheduling_policy,
         # Qwen3's reasoning markers: lets thinking_token_budget force `</think>` (the reasoning budget).
         "reasoning_parser": "qwen3",
         "disable_log_stats": True,
@@ -170,6 +172,7 @@ class VllmBackend:
                 # Cancellation (ours or the time box's) inside generate() aborts the request in the engine.
                 async for out in self._engine.generate(
                     tokens_input(prepared.ids, cache_salt=cache_salt(request.tenant)), params, engine_rid,
+                    priority=request.priority if self.settings.vllm_scheduling_policy == "priority" else 0,
                     **self.generate_overrides,
                 ):
                     final = out
