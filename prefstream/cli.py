@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "worker": ("prefstream.streams.cli", "Run a stream worker (needs PREFSTREAM_MODEL_BACKEND)."),
     "state migrate": ("prefstream.streams.migrate", "Move the state of a release before 0.2.0 into the one state table."),
     "redrive": ("prefstream.streams.redrive", "Retry the model updates of parked users."),
+    "backfill": ("prefstream.streams.backfill", "Fold users' past events (a JSONL file or a topic) into their profiles."),
     "prompt": ("prefstream.models.cli", "Print the exact chat messages the model would get for a JSONL file of events."),
     "demo": ("prefstream.demo", "End to end: broker, worker, sample events in, profiles printed."),
     "settings": ("prefstream.settings_cli", "Print the effective settings, or the README's table."),
