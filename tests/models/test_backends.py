@@ -211,3 +211,22 @@ async def test_openai_salts_the_prefix_cache_per_tenant(tiny_model_dir: Path) ->
     await backend.update(request(2))
     await backend.aclose()
     assert calls[0]["cache_salt"] == "tenant:shop" and "cache_salt" not in calls[1]
+
+
+async def test_openai_sends_the_priority_of_a_backfill_update(tiny_model_dir: Path) -> None:
+    """A backfill update carries `priority` (vllm serve with --scheduling-policy priority runs it after live
+    ones); a live update sends none."""
+    calls: list[dict] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        if req.url.path.endswith("/models"):
+            return httpx.Response(200, json={"data": [{"id": "tiny"}]})
+        calls.append(json.loads(req.content))
+        return completion("<think>\nx\n</think>\n\nLikes jazz.")
+
+    backend = openai_backend(tiny_model_dir, handler)
+    await backend.start()
+    await backend.update(msgspec.structs.replace(request(1), priority=1))
+    await backend.update(request(2))
+    await backend.aclose()
+    assert calls[0]["priority"] == 1 and "priority" not in calls[1]

@@ -163,3 +163,13 @@ async def test_prefix_cache_is_salted_per_tenant(vllm_backend: VllmBackend) -> N
     await cached("a")
     assert await cached("a") > 0  # the same tenant reuses its prefix
     assert await cached("b") == 0  # another tenant does not
+
+
+async def test_a_backfill_priority_reaches_the_priority_scheduler(vllm_backend: VllmBackend) -> None:
+    """The engine runs with scheduling_policy="priority" (the default), so a backfill update's priority is
+    accepted: the update gets an outcome like any other, not an engine error."""
+    import msgspec
+
+    assert vllm_backend.engine.vllm_config.scheduler_config.policy == "priority"
+    out = await vllm_backend.update(msgspec.structs.replace(request(9), priority=1))
+    assert not (isinstance(out, UpdateFailure) and out.reason == FailureReason.ENGINE_ERROR), out
