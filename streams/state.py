@@ -62,8 +62,9 @@ class Meta(msgspec.Struct, frozen=True, kw_only=True):
     batch_cap: int = 0  # 0: no cap; set when degrading after failures
     parked: bool = False
     last_failure: str = ""
-    # The `ts` of the user's last forget: events that happened before it are not applied to the new epoch.
-    forget_ts_ms: int = 0
+    # The `ts` of the user's last forget (None: never forgotten): events that happened before it are not
+    # applied to the new epoch. Not 0 for "never": `ts` may be before 1970 (negative epoch milliseconds).
+    forget_ts_ms: int | None = None
     # While a backfill of this user is arriving: a partial batch waits until this time (0: no backfill open).
     backfill_hold_ms: int = 0
 
@@ -157,16 +158,17 @@ def accept(pending: Pending | None, meta: Meta, event: PendingEvent) -> Pending:
     return Pending(epoch=pending.epoch, events=(*pending.events, event))
 
 
-def forget(meta: Meta, ts_ms: int = 0) -> Meta:
+def forget(meta: Meta, ts_ms: int) -> Meta:
     """The meta of a forgotten user: next epoch, no profile, no failures; dedupe memory kept, and the
     forget's event time (the latest of all forgets), before which events are not applied any more."""
-    return Meta(epoch=meta.epoch + 1, version=0, seen=meta.seen, forget_ts_ms=max(meta.forget_ts_ms, ts_ms))
+    latest = ts_ms if meta.forget_ts_ms is None else max(meta.forget_ts_ms, ts_ms)
+    return Meta(epoch=meta.epoch + 1, version=0, seen=meta.seen, forget_ts_ms=latest)
 
 
 def before_forget(meta: Meta, ts_ms: int) -> bool:
     """Whether an event that happened at `ts_ms` predates the user's last forget (it is then not applied:
     the forget erased what happened before it, and a late or backfilled event must not bring it back)."""
-    return ts_ms < meta.forget_ts_ms
+    return meta.forget_ts_ms is not None and ts_ms < meta.forget_ts_ms
 
 
 def in_event_order(events: tuple[PendingEvent, ...]) -> tuple[PendingEvent, ...]:

@@ -76,7 +76,7 @@ def test_failures_back_off_degrade_then_park() -> None:
 def test_forget_keeps_only_dedupe_and_bumps_epoch() -> None:
     """Forget moves to the next epoch with no profile version and keeps the hashed ids."""
     meta = st.remember(st.Meta(epoch=1, version=4, attempts=2, parked=True), st.seen_key("u", "a"), 0, 100, 10)
-    after = st.forget(meta)
+    after = st.forget(meta, ts_ms=0)
     assert (after.epoch, after.version, after.attempts, after.parked) == (2, 0, 0, False)
     assert st.has_seen(after, st.seen_key("u", "a"))
     # A pending buffer of the old epoch is replaced, not extended.
@@ -118,4 +118,5 @@ def test_forget_remembers_its_time_and_older_events_are_before_it() -> None:
     assert meta.epoch == 2 and meta.forget_ts_ms == 1000
     assert st.before_forget(meta, 999) and not st.before_forget(meta, 1000)
     assert st.forget(meta, ts_ms=10).forget_ts_ms == 1000  # an older forget does not move the line back
-    assert not st.before_forget(st.Meta(), 0)  # never forgotten: nothing is before it
+    assert not st.before_forget(st.Meta(), -62_135_596_800_000)  # never forgotten: not even year 1 is before it
+    assert st.forget(st.Meta(), ts_ms=-5).forget_ts_ms == -5  # a forget dated before 1970 counts too
