@@ -137,6 +137,12 @@ class KafkaSettings:
         "Check that a broker's certificate names the host connected to. The certificate chain is verified "
         "either way.",
     )
+    connect_timeout_s: float = setting(
+        "PREFSTREAM_KAFKA_CONNECT_TIMEOUT_S",
+        5.0,
+        "How long the command-line tools and the worker's start-up checks try to reach the brokers before they "
+        "stop with one line naming the address (exit code 2).",
+    )
 
     @property
     def uses_sasl(self) -> bool:
@@ -173,6 +179,8 @@ class KafkaSettings:
                 raise ConfigError(f"{env}={path}: no such file")
         if self.ssl_keyfile is not None and self.ssl_certfile is None:
             raise ConfigError("PREFSTREAM_KAFKA_SSL_KEYFILE is set without PREFSTREAM_KAFKA_SSL_CERTFILE")
+        if self.connect_timeout_s <= 0:
+            raise ConfigError(f"PREFSTREAM_KAFKA_CONNECT_TIMEOUT_S must be > 0, got {self.connect_timeout_s}")
 
     @property
     def faust_broker(self) -> str:
@@ -194,6 +202,12 @@ class TopicSettings:
     failures: str = setting(
         "PREFSTREAM_FAILURES_TOPIC", "prefstream.failures", "One record per failed model update (no user text)."
     )
+    updates: str = setting(
+        "PREFSTREAM_UPDATES_TOPIC",
+        "prefstream.updates",
+        "One record per applied update (the audit trail: event ids, token counts, timings, model; no user text "
+        "unless PREFSTREAM_UPDATES_INCLUDE_SUMMARY).",
+    )
     partitions: int = setting(
         "PREFSTREAM_PARTITIONS",
         8,
@@ -211,6 +225,12 @@ class TopicSettings:
     dlq_retention_ms: int = setting("PREFSTREAM_DLQ_RETENTION_MS", 14 * DAY_MS, "Retention of the DLQ topic.")
     failures_retention_ms: int = setting(
         "PREFSTREAM_FAILURES_RETENTION_MS", 14 * DAY_MS, "Retention of the failures topic."
+    )
+    updates_retention_ms: int = setting(
+        "PREFSTREAM_UPDATES_RETENTION_MS",
+        30 * DAY_MS,
+        "Retention of the updates topic (how far back the audit trail reaches; with "
+        "PREFSTREAM_UPDATES_INCLUDE_SUMMARY also how long a forgotten user's summaries stay there).",
     )
     max_compaction_lag_ms: int = setting(
         "PREFSTREAM_MAX_COMPACTION_LAG_MS",
@@ -703,6 +723,50 @@ class LedgerSettings:
     prompt_token_budget: int = setting("PREFSTREAM_LEDGER_TOKEN_BUDGET", 100_000, "Ledger's prompt budget.")
 
 
+#: Shortest accepted inspector token: a guessable token would open every user's profile to whoever guesses it.
+MIN_TOKEN_CHARS = 16
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    """Profile history, the updates topic's content and the profile inspector (owned by streams/)."""
+
+    history_versions: int = setting(
+        "PREFSTREAM_HISTORY_VERSIONS",
+        10,
+        "Versions of each profile kept in the state for the inspector (summary and provenance of each update); "
+        "every update rewrites them, so the state's write volume grows with this times the summary size.",
+    )
+    updates_include_summary: bool = setting(
+        "PREFSTREAM_UPDATES_INCLUDE_SUMMARY",
+        False,
+        "Also write each new summary (user-derived text) into its updates-topic record. A forget cannot remove "
+        "it from there: it stays for PREFSTREAM_UPDATES_RETENTION_MS.",
+    )
+    inspector_enabled: bool = setting(
+        "PREFSTREAM_INSPECTOR_ENABLED",
+        False,
+        "Serve the read-only profile inspector at /inspector on the worker's web port (needs "
+        "PREFSTREAM_INSPECTOR_TOKEN).",
+    )
+    inspector_token: str | None = setting(
+        "PREFSTREAM_INSPECTOR_TOKEN",
+        None,
+        f"Access token of the inspector (at least {MIN_TOKEN_CHARS} characters): HTTP Basic password (any user "
+        "name) or `Authorization: Bearer <token>`; anything else gets 401.",
+        secret=True,
+    )
+
+    def validate(self) -> None:
+        if self.history_versions < 1:
+            raise ConfigError(f"PREFSTREAM_HISTORY_VERSIONS must be >= 1, got {self.history_versions}")
+        if self.inspector_enabled and len(self.inspector_token or "") < MIN_TOKEN_CHARS:
+            raise ConfigError(
+                f"PREFSTREAM_INSPECTOR_ENABLED=true needs PREFSTREAM_INSPECTOR_TOKEN of at least {MIN_TOKEN_CHARS} "
+                "characters (e.g. `openssl rand -hex 24`)"
+            )
+
+
 @dataclass(frozen=True)
 class Settings:
     """All of prefstream's settings. Read once: `Settings.from_env()`."""
@@ -714,6 +778,7 @@ class Settings:
     model: ModelSettings
     flush: FlushSettings
     ledger: LedgerSettings
+    audit: AuditSettings
     tenants: TenantSettings = field(default_factory=TenantSettings)
     backfill: BackfillSettings = field(default_factory=BackfillSettings)
 

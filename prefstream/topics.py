@@ -69,6 +69,7 @@ def required_topics(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.profiles, p, rf, compacted_configs(t), strict=("cleanup.policy",)),
         TopicSpec(t.dlq, p, rf, retained(t.dlq_retention_ms)),
         TopicSpec(t.failures, p, rf, retained(t.failures_retention_ms)),
+        TopicSpec(t.updates, p, rf, retained(t.updates_retention_ms)),
     ]
 
 

@@ -66,6 +66,15 @@ _REGEX = re.compile(r"^Expected `str` matching regex ")
 _GOT = re.compile(r"^Expected `(?P<expected>[^`]+)`, got `(?P<got>[^`]+)`$")
 
 #: Paths whose every constraint violation has its own code (the field's format is the contract).
+# What each pattern means, in words: a rejection says what was expected, never the raw regex.
+_PATTERN_WORDS: Final = {
+    bounds.TS_PATTERN: "expected an RFC 3339 date and time with a zone: `Z` or an offset such as `+01:00` (e.g. "
+    "2026-01-31T08:15:00Z), or an integer of epoch milliseconds; a time without a zone names no instant",
+    bounds.USER_ID_PATTERN: "expected 1 to 128 characters from A-Z a-z 0-9 . _ - : @ + =",
+    bounds.EVENT_ID_PATTERN: "expected 1 to 128 printable ASCII characters, no spaces",
+    bounds.DOMAIN_PATTERN: "expected 2 to 40 lowercase letters and spaces, starting and ending with a letter",
+}
+
 _FIELD_CODES: Final = {
     "$.user_id": RejectCode.INVALID_USER_ID,
     "$.event_id": RejectCode.INVALID_EVENT_ID,
@@ -193,6 +202,11 @@ def _translate(text: str) -> EventRejected:
     got = _GOT.match(msg)
     if got or msg == "Expected `str`":  # msgspec omits `got` for a tag of the wrong type
         return EventRejected(RejectCode.WRONG_TYPE, path, msg)
+    if _REGEX.match(msg):
+        quoted = msg[len("Expected `str` matching regex ") :]  # msgspec writes the pattern's repr()
+        words = next((w for p, w in _PATTERN_WORDS.items() if repr(p) == quoted),
+                     "expected a value of the documented form (docs/schemas.md)")  # fmt: skip
+        return EventRejected(_FIELD_CODES.get(path, RejectCode.INVALID_VALUE), path, words)
     special = _FIELD_CODES.get(path)
     if special is not None:
         return EventRejected(special, path, msg)
@@ -206,8 +220,6 @@ def _translate(text: str) -> EventRejected:
         return EventRejected(code, path, msg)
     if _NUMBER.match(msg) or msg == "Number out of range":  # the latter: past float64, e.g. `1e400`
         return EventRejected(RejectCode.OUT_OF_RANGE, path, msg)
-    if _REGEX.match(msg):
-        return EventRejected(RejectCode.INVALID_VALUE, path, msg)
     return EventRejected(RejectCode.INVALID_VALUE, path, _strip_values(msg))
 
 

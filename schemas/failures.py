@@ -18,6 +18,10 @@ from prefstream.schemas.events import Tenant, UserId
 #: still written as version 1 (`schemas.profiles.record_version`).
 FAILURE_SCHEMA_VERSION: Final = 2
 
+#: The reason of the extra record written when a user is parked (the model's reasons are
+#: `prefstream.models.errors.FailureReason`).
+PARKED: Final = "parked"
+
 
 class FailureRecord(msgspec.Struct, frozen=True, kw_only=True):
     """A model update that did not produce a profile; the previous summary stays current."""
@@ -26,7 +30,7 @@ class FailureRecord(msgspec.Struct, frozen=True, kw_only=True):
     user_id: UserId
     epoch: Annotated[int, Meta(ge=1, description="The user's epoch the update belonged to.")]
     base_version: Annotated[int, Meta(ge=0, description="Profile version the update started from (0: none yet).")]
-    reason: Annotated[str, Meta(description="Stable failure code from models.errors (e.g. `unparseable_output`).")]
+    reason: Annotated[str, Meta(description="Stable failure code (see the table of reasons), e.g. `timeout`.")]
     attempts: Annotated[int, Meta(ge=1, description="Model calls made before giving up.")]
     event_count: Annotated[int, Meta(ge=0, description="Events in the failed update.")]
     first_event_id: Annotated[str, Meta(description="event_id of the earliest event in the update.")] = ""

@@ -34,6 +34,7 @@ from prefstream.streams import state as st
 from prefstream.streams.apply import Apply
 from prefstream.streams.backfill_ingest import BackfillIngest
 from prefstream.streams.ingest import Ingest
+from prefstream.streams.inspector import register_inspector
 from prefstream.streams.metrics import StreamMetrics
 from prefstream.streams.partitioning import partition_for
 from prefstream.streams.policy import FlushPolicy, UserView
@@ -75,6 +76,7 @@ class StreamApp:
         self.results = app.topic(self.names["results"], partitions=self.partitions, **raw)
         profiles = app.topic(t.profiles, partitions=self.partitions, **raw)
         failures = app.topic(t.failures, partitions=self.partitions, **raw)
+        updates = app.topic(t.updates, partitions=self.partitions, **raw)
         dlq = app.topic(t.dlq, **raw)
         table = app.Table(
             STATE_TABLE, partitions=self.partitions, key_type=bytes, value_type=bytes,  # raw codec: plain keys
@@ -103,12 +105,16 @@ class StreamApp:
         self.backfill = BackfillIngest(self.ingest, hold_ms=int(settings.backfill.hold_s * 1000))
         self.apply = Apply(
             store=self.store, scheduler=self.scheduler, backend=backend, metrics=self.metrics, plan=self.plan,
-            profiles=profiles, failures=failures, partitions=self.partitions, tenancy=self.tenancy,
+            profiles=profiles, failures=failures, updates=updates, partitions=self.partitions,
+            history_versions=settings.audit.history_versions, include_summary=settings.audit.updates_include_summary,
+            tenancy=self.tenancy,
         )  # fmt: skip
         self.metrics.callbacks.pending = self.scheduler.pending_figures
         self.metrics.callbacks.lag = self.consumer_lag
         self._wire()
         register_routes(app, self)
+        if settings.audit.inspector_enabled:
+            register_inspector(app, self)
 
     # --- wiring -----------------------------------------------------------------------------------
 

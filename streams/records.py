@@ -49,6 +49,9 @@ class FoldResult(msgspec.Struct, frozen=True, kw_only=True, tag="result"):
     backend: str
     requested_ms: int
     finished_ms: int
+    # The backend's identity, recorded in failure records too (defaults: results of a worker before 0.3).
+    model: str = ""
+    prompt_version: str = ""
 
 
 class Redrive(msgspec.Struct, frozen=True, kw_only=True, tag="redrive"):

@@ -32,7 +32,7 @@ import structlog
 from prefstream.models.errors import FailureReason
 from prefstream.models.interface import PreferenceModel, UpdateFailure, UpdateRequest, UpdateSuccess
 from prefstream.settings import FlushSettings
-from prefstream.streams.metrics import StreamMetrics
+from prefstream.streams.metrics import PendingFigures, StreamMetrics
 from prefstream.streams.policy import FlushPolicy, UserView, select_batch
 from prefstream.streams.records import FoldResult
 from prefstream.streams.tenancy import Tenancy, tenant_of
@@ -89,6 +89,7 @@ class FoldScheduler:
     inflight: dict[str, InFlight] = field(default_factory=dict)
     owned: set[int] = field(default_factory=set)
     running: int = 0
+    waiting: int = 0  # due users left without a slot by the last pass (PendingFigures.waiting)
     paused: bool = True  # until the first assignment has recovered
     _gates: dict[int, _Gate] = field(default_factory=dict)
     _results_next: dict[int, int] = field(default_factory=dict)
@@ -132,6 +133,7 @@ class FoldScheduler:
     def on_revoked(self) -> None:
         """A rebalance started: start nothing new until the assignment is known."""
         self.paused = True
+        self.waiting = 0  # the next pass after recovery counts again, for the partitions kept
 
     def on_assigned(self, partitions: set[int]) -> None:
         """Cancel the requests of partitions that moved away; drop their views."""
@@ -196,6 +198,8 @@ class FoldScheduler:
         due.sort(key=lambda uv: (uv[1].backfill, uv[1].oldest_ms))  # live users first, then backfills
         for user_id, view in due[: max(0, free)]:
             self._start(user_id, view)
+        # Users the model could serve now if it had more slots: the scale-out signal that consumer lag is not.
+        self.waiting = max(0, len(due) - max(0, free))
         pending_due = [
             d.due_ms
             for u, v in candidates
@@ -320,6 +324,8 @@ class FoldScheduler:
             backend=self.backend.name,
             requested_ms=requested,
             finished_ms=now_ms(),
+            model=self.backend.model_id,
+            prompt_version=self.backend.prompt_version,
         )
         for i in range(_SEND_ATTEMPTS):
             try:
@@ -353,15 +359,21 @@ class FoldScheduler:
 
     # --- figures for metrics ---------------------------------------------------------------------
 
-    def pending_figures(self) -> tuple[int, int, float, int, int]:
-        """(users pending, events pending, oldest pending age s, updates in flight, users parked)."""
+    def pending_figures(self) -> PendingFigures:
         views = self.views.values()
-        oldest = min((v.oldest_ms for v in views), default=None)
-        age = max(0.0, (now_ms() - oldest) / 1000) if oldest is not None else 0.0
-        return (
-            len(self.views),
-            sum(v.count for v in views),
-            age,
-            len(self.inflight),
-            sum(1 for v in views if v.parked),
+        now = now_ms()
+
+        def age(oldest: int | None) -> float:
+            return max(0.0, (now - oldest) / 1000) if oldest is not None else 0.0
+
+        return PendingFigures(
+            users=len(self.views),
+            events=sum(v.count for v in views),
+            oldest_age_s=age(min((v.oldest_ms for v in views), default=None)),
+            oldest_active_age_s=age(min((v.oldest_ms for v in views if not v.parked), default=None)),
+            in_flight=len(self.inflight),
+            parked=sum(1 for v in views if v.parked),
+            waiting=self.waiting,
+            running=self.running,
+            slots=self.backend.max_concurrency,
         )

@@ -88,6 +88,33 @@ class ProfileState(msgspec.Struct, frozen=True, kw_only=True):
     completion_tokens: int
 
 
+class UpdateEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One applied update, kept with the profile for the inspector and the audit record (`schemas.updates`).
+
+    It is the update record's whole content: a replayed result re-publishes exactly these values."""
+
+    request_id: str
+    epoch: int
+    version: int
+    summary: str  # user text: erased with the profile
+    event_ids: tuple[str, ...]
+    events_applied: int
+    triples: int
+    first_event_ts_ms: int
+    last_event_ts_ms: int
+    prompt_tokens: int
+    completion_tokens: int
+    model: str
+    prompt_version: str
+    backend: str
+    attempt: int
+    degraded: bool
+    queued_ms: int  # the oldest folded event's accept time
+    requested_ms: int
+    finished_ms: int
+    applied_ms: int
+
+
 # --- dedupe ---------------------------------------------------------------------------------------
 
 
@@ -362,3 +389,13 @@ def degraded(meta: Meta, plan: RetryPlan) -> bool:
 def redrive(meta: Meta) -> Meta:
     """Unpark a user: the next update starts a fresh series of attempts at full size."""
     return msgspec.structs.replace(meta, parked=False, attempts=0, next_retry_ms=0, batch_cap=0)
+
+
+# --- history ---------------------------------------------------------------------------------------
+
+
+def push_history(history: tuple[UpdateEntry, ...], entry: UpdateEntry, keep: int) -> tuple[UpdateEntry, ...]:
+    """The last `keep` updates of `entry`'s epoch, oldest first, with `entry` last. An entry of the same
+    version is replaced: a result applied again after a crash between the profile write and the user write."""
+    kept = [e for e in history if e.epoch == entry.epoch and e.version < entry.version]
+    return (*kept, entry)[-keep:]

@@ -262,3 +262,25 @@ def test_tenant_is_part_of_the_key() -> None:
     assert error.code == RejectCode.KEY_MISMATCH
     plain = decode_event(doc["user_id"].encode(), EXAMPLES["forget"].encode(), LIMITS)
     assert plain.tenant is None
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("ts", '"2026-01-31T08:15:00"', "expected an RFC 3339 date and time with a zone: `Z` or an offset"),
+        ("user_id", '"u 1"', "expected 1 to 128 characters from A-Z a-z 0-9 . _ - : @ + ="),
+        ("event_id", '"e 1"', "expected 1 to 128 printable ASCII characters, no spaces"),
+        ("domain", '"Books"', "expected 2 to 40 lowercase letters and spaces, starting and ending with a letter"),
+    ],
+)
+def test_pattern_rejections_say_what_is_expected_in_words(field: str, value: str, expected: str) -> None:
+    """A value of the wrong form is rejected with what is expected in words, never the raw regex (issue #9)."""
+    fields = {"event_id": '"e1"', "user_id": '"u1"', "ts": "1", "kind": '"pair"', "chosen": '"a"', "rejected": '"b"',
+              "domain": '"books"'}  # fmt: skip
+    fields[field] = value
+    raw = ("{" + ",".join(f'"{k}": {v}' for k, v in fields.items()) + "}").encode()
+    with pytest.raises(EventRejected) as caught:
+        decode_event(None, raw, LimitSettings())
+    assert caught.value.path == f"$.{field}"
+    assert str(caught.value).split(": ", 1)[1].startswith(expected)
+    assert "regex" not in str(caught.value) and "^" not in str(caught.value)

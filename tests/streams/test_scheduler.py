@@ -10,7 +10,7 @@ from prefstream.models.interface import UpdateRequest, UpdateSuccess
 from prefstream.settings import FlushSettings
 from prefstream.schemas.evidence import Evidence
 from prefstream.streams import state as st
-from prefstream.streams.metrics import StreamMetrics
+from prefstream.streams.metrics import PendingFigures, StreamMetrics
 from prefstream.streams.policy import FlushPolicy
 from prefstream.streams.records import FoldResult
 from prefstream.streams.scheduler import FoldScheduler, now_ms
@@ -201,3 +201,30 @@ def test_backfill_updates_run_at_a_lower_priority_and_take_larger_batches() -> N
     by_user = {r.user_id: r for r in backend.requests}
     assert by_user["hist"].priority == 3 and len(by_user["hist"].evidence) == 20  # FLUSH max_events is 8
     assert by_user["mixed"].priority == 0
+
+
+def test_waiting_users_are_those_due_without_a_slot_and_drain_to_zero() -> None:
+    """With a window of 2 and 5 due users, the figures say 3 wait and 2 run; once all are served, none waits."""
+    users = {f"u{i}": 0 for i in range(5)}
+    backend = SlowPerUser(dict.fromkeys(users, 0.2))
+
+    async def go() -> tuple[PendingFigures, PendingFigures]:
+        sched, sent = make(backend, users)
+        task = asyncio.create_task(sched.run())
+        while sched.running < 2:
+            await asyncio.sleep(0.01)
+        first = sched.pending_figures()
+        while len(sent) < 5:
+            await asyncio.sleep(0.01)
+        for r in sent:  # the agent applied every result: the users have nothing pending
+            sched.observe(r.user_id, None)
+            sched.complete(r.user_id, r.request_id)
+        sched.step(now_ms())
+        last = sched.pending_figures()
+        await sched.stop()
+        await asyncio.gather(task, return_exceptions=True)
+        return first, last
+
+    first, last = asyncio.run(go())
+    assert (first.waiting, first.running, first.slots, first.users) == (3, 2, 2, 5), first
+    assert (last.waiting, last.running, last.users, last.oldest_age_s) == (0, 0, 0, 0.0), last
