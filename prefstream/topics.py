@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from prefstream.errors import TopicMismatchError
+from prefstream.schemas.deadletter import DLQ_MAX_MESSAGE_BYTES
 from prefstream.settings import KafkaSettings, Settings, TopicSettings
 
 
@@ -67,7 +68,7 @@ def required_topics(settings: Settings) -> list[TopicSpec]:
     return [
         TopicSpec(t.events, p, rf, retained(t.events_retention_ms)),
         TopicSpec(t.profiles, p, rf, compacted_configs(t), strict=("cleanup.policy",)),
-        TopicSpec(t.dlq, p, rf, retained(t.dlq_retention_ms)),
+        TopicSpec(t.dlq, p, rf, {**retained(t.dlq_retention_ms), "max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)}),
         TopicSpec(t.failures, p, rf, retained(t.failures_retention_ms)),
         TopicSpec(t.updates, p, rf, retained(t.updates_retention_ms)),
     ]

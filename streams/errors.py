@@ -52,3 +52,12 @@ class MigrationRefused(StreamsError):
 
 class ReadApiError(StreamsError):
     """A command could not get an answer from a worker's read API."""
+
+
+def too_large(exc: BaseException) -> bool:
+    """Whether a send failed because the message is larger than the producer or the topic takes
+    (faust wraps the client's error in ProducerSendError)."""
+    from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
+
+    kinds = (MessageSizeTooLargeError, RecordTooLargeError)
+    return isinstance(exc, kinds) or isinstance(exc.__cause__, kinds)

@@ -24,7 +24,7 @@ import structlog
 from prefstream.models.interface import PreferenceModel
 from prefstream.logs import user_ref
 from prefstream.settings import Settings
-from prefstream.schemas.deadletter import dead_letter_headers
+from prefstream.schemas.deadletter import VALUE_OMITTED_HEADER, dead_letter_headers
 from prefstream.schemas.decode import decode_event
 from prefstream.schemas.errors import EventRejected, StreamCode
 from prefstream.schemas.events import ForgetEvent
@@ -32,7 +32,7 @@ from prefstream.schemas.evidence import to_evidence
 from prefstream.schemas.keys import user_key
 from prefstream.schemas.timefmt import ts_to_ms
 from prefstream.streams import state as st
-from prefstream.streams.errors import InternalRecordError
+from prefstream.streams.errors import InternalRecordError, too_large
 from prefstream.streams.metrics import StreamMetrics
 from prefstream.streams.partitioning import partition_for
 from prefstream.streams.progress import SourceRecord, SourceTracker
@@ -162,8 +162,17 @@ class Ingest:
             return
         headers = dead_letter_headers(code, message, self.events_topic, partition, offset, time.time(), path=path)
         # Confirmed before the progress record says so: the next owner trusts that record.
-        delivered = await self.dlq.send(key=key, value=value, headers=headers)
-        await delivered
+        try:
+            await (await self.dlq.send(key=key, value=value, headers=headers))
+        except Exception as exc:
+            if not too_large(exc):
+                raise
+            # Larger than the dead-letter topic takes (an operator raised the events topic's limit past it):
+            # the reason still goes out, with the size in place of the bytes, which stay on the source topic
+            # at the position `prefstream.error.id` names. Stopping here would stop the worker on this input.
+            omitted = [(VALUE_OMITTED_HEADER, str(len(value or b"")).encode())]
+            await (await self.dlq.send(key=key, value=None, headers=headers + omitted))
+            self.metrics.dead_letter_values_omitted.inc()
         self.tracker.dead_lettered(record)
         self.metrics.events_rejected.labels(code).inc()
         log.info("event_rejected", code=code, path=path, partition=partition, offset=offset)

@@ -169,6 +169,11 @@ class StreamMetrics:
             "Source records the state already included, processed again after a restart or rebalance, by source.",
             ["source"], registry=r,
         )
+        self.dead_letter_values_omitted = Counter(
+            "prefstream_dead_letter_values_omitted",
+            "Dead letters sent without their value: larger than the dead-letter topic takes (see its header).",
+            registry=r,
+        )
         self.dead_letters_suppressed = Counter(
             "prefstream_dead_letters_suppressed",
             "Replayed rejected events not dead-lettered again: the broker had confirmed their dead letter.",

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefstream.kafka.security import faust_credentials
+from prefstream.schemas.deadletter import DLQ_MAX_MESSAGE_BYTES
 from prefstream.settings import Settings
 from prefstream.topics import TopicSpec, compacted_configs
 
@@ -85,6 +86,8 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         "broker_request_timeout": max(90.0, w.session_timeout_s + 10.0),
         "broker_commit_interval": w.commit_interval_s,
         "broker_max_poll_records": 500,
+        # A dead letter carries the rejected message verbatim: as large as an app's producer may send.
+        "producer_max_request_size": DLQ_MAX_MESSAGE_BYTES,
         "stream_buffer_maxsize": 1024,
         "consumer_auto_offset_reset": "earliest",
         "web_enabled": True,

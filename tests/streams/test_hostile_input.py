@@ -56,6 +56,7 @@ SETTLE_TIMEOUT_S = 90.0
 MARK = "PRIVATE-7f3a"
 LIMITS = LimitSettings()
 TS = 1_764_000_000_000
+NEAR_BROKER_LIMIT = 1_048_000
 
 
 @dataclass
@@ -187,6 +188,9 @@ def _hostile(rng: random.Random, n_random: int) -> list[bytes | None]:
     doc = _dumps(g())
     out.append(doc[:-1] + b" " * (LIMITS.max_event_bytes + 1 - len(doc)) + b"}")
     assert len(out[-1]) == LIMITS.max_event_bytes + 1
+    # About the largest value an app's producer and the broker accept (1 MiB requests): the dead letter
+    # carries it verbatim, so the worker's own producer and the DLQ topic must take it too.
+    out.append(doc[:-1] + b" " * (NEAR_BROKER_LIMIT - len(doc)) + b"}")
     for kind in ["teleport", "Text", "", "click", "pair ", "PAIR"]:  # unknown kinds
         out.append(_dumps(g(kind=kind)))
     wrong_types: list[Any] = [None, True, 1, -1.5, "s", [], {}, [MARK], {"text": MARK}]
@@ -336,3 +340,49 @@ def test_hostile_input_is_dead_lettered_and_valid_input_applied(env: dict[str, s
         assert MARK not in line, line
         record = json.loads(line)
         assert not set(USERS) & {str(v) for v in record.values()}, line
+
+
+@pytest.mark.timeout(180)
+def test_a_message_too_large_for_the_dead_letter_topic_is_dead_lettered_without_its_value(
+    env: dict[str, str], kafka_topics: Any, tmp_path: Any
+) -> None:
+    """A dead-letter topic whose `max.message.bytes` is below the rejected message (an operator's choice):
+    the worker stays up, the dead letter carries the reason and the size in place of the bytes, and the
+    user's next event is applied."""
+    from prefstream.schemas.deadletter import VALUE_OMITTED_HEADER
+
+    bootstrap, topic = env["KAFKA_BOOTSTRAP_SERVERS"], env["PREFSTREAM_EVENTS_TOPIC"]
+    kafka_topics(env["PREFSTREAM_DLQ_TOPIC"], PARTITIONS, {"max.message.bytes": "300000"})
+    worker = Worker(env, "a", tmp_path).start()
+    try:
+        worker.wait_ready()
+        producer = RecordingProducer(bootstrap, topic, PARTITIONS)
+        user = USERS[0]
+        owner = partition_for(user, PARTITIONS)
+        doc = _dumps({**_valid_doc(random.Random(SEED), user, "big", 0), "text": "x"})
+        big = doc[:-1] + b" " * (400_000 - len(doc)) + b"}"
+        sent = producer.send_raw(owner, user.encode(), big)
+        after = _dumps(_valid_doc(random.Random(SEED), user, f"{user}-after", 1))
+        producer.send_raw(owner, user.encode(), after)
+        producer.flush()
+        offset = int(sent.get(timeout=30).offset)
+        dlq = TopicReader(bootstrap, env["PREFSTREAM_DLQ_TOPIC"])
+        profiles = ProfileLog(bootstrap, env["PREFSTREAM_PROFILES_TOPIC"])
+
+        def done() -> bool:
+            assert worker.alive(), f"worker exited:\n{worker.tail(40)}"
+            dlq.poll()
+            profiles.poll()
+            last = profiles.last(user)
+            return bool(dlq.records) and last is not None and f"{user}-after" in last.summary
+
+        wait_for(done, SETTLE_TIMEOUT_S, "the dead letter and the next event's profile",
+                 lambda: (len(dlq.records), worker.tail(15)))  # fmt: skip
+        (letter,) = dlq.records
+        headers = parse_dead_letter_headers(letter.headers)
+        assert (headers["code"], headers["partition"], headers["offset"]) == ("too_large", str(owner), str(offset))
+        assert letter.value is None and letter.key == user.encode()
+        assert dict(letter.headers)[VALUE_OMITTED_HEADER] == b"400000"
+        assert worker.metric("prefstream_dead_letter_values_omitted_total") == 1
+    finally:
+        worker.stop()
