@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "state migrate": ("prefstream.streams.migrate", "Move the state of a release before 0.2.0 into the one state table."),
     "parked": ("prefstream.streams.parked_cli", "List the users whose updates stopped after repeated failures."),
     "redrive": ("prefstream.streams.redrive", "Retry the model updates of parked users (all, or those named)."),
+    "backfill": ("prefstream.streams.backfill", "Fold users' past events (a JSONL file or a topic) into their profiles."),
     "prompt": ("prefstream.models.cli", "Print the exact chat messages the model would get for a JSONL file of events."),
     "eval run": ("prefstream.eval.cli", "Evaluate profiles against baselines with the AlignXplore+ selection protocol."),
     "eval generate": ("prefstream.eval.cli", "Write synthetic users with known tastes for `eval run`."),

@@ -389,6 +389,12 @@ class ModelSettings:
     )
     vllm_tensor_parallel_size: int = setting("PREFSTREAM_VLLM_TENSOR_PARALLEL_SIZE", 1, "GPUs per engine.")
     vllm_seed: int = setting("PREFSTREAM_VLLM_SEED", 0, "Engine random seed.")
+    vllm_scheduling_policy: Literal["fcfs", "priority"] = setting(
+        "PREFSTREAM_VLLM_SCHEDULING_POLICY",
+        "priority",
+        "The in-process engine's scheduler: `priority` runs live updates (priority 0) before backfill ones "
+        "(PREFSTREAM_BACKFILL_PRIORITY), arrival order among equals; `fcfs` ignores priorities.",
+    )
     vllm_shutdown_timeout_s: float = setting(
         "PREFSTREAM_VLLM_SHUTDOWN_TIMEOUT_S", 15.0, "Longest the engine's shutdown may take before it is abandoned."
     )
@@ -590,6 +596,104 @@ class FlushSettings:
 
 
 @dataclass(frozen=True)
+class BackfillSettings:
+    """History import (owned by streams/, `streams.backfill`): how the worker folds a backfill in."""
+
+    max_events: int = setting(
+        "PREFSTREAM_BACKFILL_MAX_EVENTS",
+        1000,
+        "Most events per update when the update's events are a backfill (instead of FLUSH_MAX_EVENTS): a "
+        "history is folded in as few updates as the token budget allows.",
+    )
+    hold_s: float = setting(
+        "PREFSTREAM_BACKFILL_HOLD_S",
+        120.0,
+        "While a user's history is arriving (until its last backfill record), a partial batch waits at most "
+        "this long after the latest record; a full token budget is folded at once.",
+    )
+    priority: int = setting(
+        "PREFSTREAM_BACKFILL_PRIORITY",
+        1,
+        "Scheduling priority of backfill-only updates (live updates are 0; vLLM runs lower values first). The "
+        "in-process engine uses priority scheduling for it; `vllm serve` needs `--scheduling-policy priority`, "
+        "or set 0 to send no priority.",
+    )
+
+    def validate(self) -> None:
+        if self.max_events < 1 or self.hold_s < 0 or self.priority < 0:
+            raise ConfigError("PREFSTREAM_BACKFILL_MAX_EVENTS must be >= 1, HOLD_S and PRIORITY >= 0")
+
+
+@dataclass(frozen=True)
+class TenantSettings:
+    """Per-tenant limits (owned by streams/, `streams.tenancy`). Each applies to every tenant separately, per
+    worker; 0 means unlimited. Events without a tenant are never limited by these (only by the per-user bounds)."""
+
+    events_per_s: float = setting(
+        "PREFSTREAM_TENANT_EVENTS_PER_S",
+        0.0,
+        "Most events per second a tenant may send to one worker (a token bucket of one second's burst); "
+        "beyond it events go to the DLQ with code `tenant_rate_limited`. 0: unlimited.",
+    )
+    max_pending_events: int = setting(
+        "PREFSTREAM_TENANT_MAX_PENDING_EVENTS",
+        0,
+        "Most pending events of one tenant's users on one worker; beyond it events go to the DLQ with code "
+        "`tenant_backlog_full`. 0: unlimited.",
+    )
+    tokens_per_min: int = setting(
+        "PREFSTREAM_TENANT_TOKENS_PER_MIN",
+        0,
+        "Most model tokens (prompt + completion) one tenant's updates may use per minute on one worker; "
+        "past it the tenant's updates wait (its events keep buffering, up to MAX_PENDING_EVENTS). 0: unlimited.",
+    )
+    limits: str = setting(
+        "PREFSTREAM_TENANT_LIMITS",
+        "",
+        'Per-tenant overrides, JSON: {"<tenant>": {"events_per_s": 5, "max_pending_events": 1000, '
+        '"tokens_per_min": 200000}}; a key left out keeps the default above.',
+    )
+    label_values_max: int = setting(
+        "PREFSTREAM_TENANT_LABEL_VALUES_MAX",
+        20,
+        "Most distinct tenants named in metric labels (the first ones seen); later tenants are counted under "
+        "`_other`, events without a tenant under `_none`.",
+    )
+
+    def validate(self) -> None:
+        if self.events_per_s < 0 or self.max_pending_events < 0 or self.tokens_per_min < 0:
+            raise ConfigError("PREFSTREAM_TENANT_* limits must be >= 0 (0: unlimited)")
+        if self.label_values_max < 0:
+            raise ConfigError("PREFSTREAM_TENANT_LABEL_VALUES_MAX must be >= 0")
+        self.overrides()  # a malformed PREFSTREAM_TENANT_LIMITS stops the start, in one line
+
+    def overrides(self) -> dict[str, dict[str, float]]:
+        """PREFSTREAM_TENANT_LIMITS, parsed and checked."""
+        if not self.limits.strip():
+            return {}
+        import json
+
+        allowed = {"events_per_s", "max_pending_events", "tokens_per_min"}
+        try:
+            raw = json.loads(self.limits)
+        except ValueError:
+            raise ConfigError("PREFSTREAM_TENANT_LIMITS: expected a JSON object of tenant -> limits") from None
+        if not isinstance(raw, dict):
+            raise ConfigError("PREFSTREAM_TENANT_LIMITS: expected a JSON object of tenant -> limits")
+        out: dict[str, dict[str, float]] = {}
+        for tenant, limits in raw.items():
+            if not isinstance(limits, dict) or not set(limits) <= allowed or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in limits.values()
+            ):
+                raise ConfigError(
+                    f"PREFSTREAM_TENANT_LIMITS[{tenant!r}]: expected an object with numbers >= 0 for "
+                    f"{', '.join(sorted(allowed))}"
+                )
+            out[str(tenant)] = {k: float(v) for k, v in limits.items()}
+        return out
+
+
+@dataclass(frozen=True)
 class LedgerSettings:
     """The `ledger` test backend (owned by streams/): deterministic summaries that list the folded event ids."""
 
@@ -697,6 +801,8 @@ class Settings:
     ledger: LedgerSettings
     audit: AuditSettings
     eval: EvalSettings
+    tenants: TenantSettings = field(default_factory=TenantSettings)
+    backfill: BackfillSettings = field(default_factory=BackfillSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

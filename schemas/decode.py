@@ -6,7 +6,8 @@ Checks run in this order; the first failure is reported:
    (`invalid_utf8`) and nests arrays and objects at most `MAX_NESTING_DEPTH` deep (`too_deep`);
 2. msgspec decodes it against the Structs of `schemas.events` (JSON syntax, `kind`, required fields,
    types and the static bounds; unknown fields are ignored);
-3. the message key, when the caller passes one, equals the UTF-8 bytes of `user_id` (`key_mismatch`);
+3. the message key, when the caller passes one, equals the UTF-8 bytes of `user_id`, or of
+   `tenant/user_id` when the event has a tenant (`key_mismatch`);
    pass None to skip (the worker does, and forwards mis-keyed events to the partition owning `user_id`);
 4. the configured bounds of `LimitSettings` (`too_long`, `too_many`);
 5. the checks JSON Schema cannot state: `ts` names a real date (`invalid_ts`), `clicked` indices point
@@ -41,6 +42,7 @@ from prefstream.settings import LimitSettings
 from prefstream.schemas import bounds
 from prefstream.schemas.errors import EventRejected, RejectCode
 from prefstream.schemas.events import KINDS, Event, ImpressionEvent, RatingEvent
+from prefstream.schemas.keys import event_key
 from prefstream.schemas.timefmt import ts_to_ms
 
 _DECODER: Final = msgspec.json.Decoder(Event)
@@ -77,6 +79,7 @@ _FIELD_CODES: Final = {
     "$.user_id": RejectCode.INVALID_USER_ID,
     "$.event_id": RejectCode.INVALID_EVENT_ID,
     "$.ts": RejectCode.INVALID_TS,
+    "$.tenant": RejectCode.INVALID_TENANT,
 }
 
 
@@ -117,8 +120,9 @@ def decode_event(key: bytes | None, value: bytes | None, limits: LimitSettings) 
         raise _too_deep() from None  # unreachable after the depth check, kept so no input can escape as one
 
     # 3. The key partitions the topic: a key that is not this user's would put the event on the wrong worker.
-    if key is not None and key != event.user_id.encode("utf-8"):
-        raise EventRejected(RejectCode.KEY_MISMATCH, "$.user_id", "message key differs from the UTF-8 bytes of user_id")
+    if key is not None and key != event_key(event):
+        raise EventRejected(RejectCode.KEY_MISMATCH, "$.user_id",
+                            "message key differs from the UTF-8 bytes of user_id (tenant/user_id with a tenant)")
 
     # 4. Bounds operators configure.
     for violation in bounds.iter_violations(event, Event, limits):  # type: ignore[arg-type]

@@ -26,7 +26,7 @@ import msgspec.inspect as mi
 
 from prefstream.settings import LimitSettings
 from prefstream.schemas import bounds
-from prefstream.schemas.errors import REJECT_CODE_DOCS
+from prefstream.schemas.errors import REJECT_CODE_DOCS, STREAM_CODE_DOCS
 from prefstream.schemas.events import EVENT_TYPES, KINDS, Event
 from prefstream.models.errors import FAILURE_REASON_DOCS
 from prefstream.schemas.examples import EXAMPLES, FAILURE_EXAMPLE, PROFILE_EXAMPLE, UPDATE_EXAMPLE
@@ -250,6 +250,13 @@ def codes_block() -> str:
     return "\n".join(rows) + "\n"
 
 
+def stream_codes_block() -> str:
+    """Markdown: the codes the worker dead-letters valid events with, and their meaning."""
+    rows = ["| code | meaning |", "| --- | --- |"]
+    rows += [f"| `{code.value}` | {doc} |" for code, doc in STREAM_CODE_DOCS.items()]
+    return "\n".join(rows) + "\n"
+
+
 def record_block(tp: type) -> str:
     """Markdown: the fields of a published record."""
     info = mi.type_info(tp)
@@ -281,6 +288,7 @@ def example_block(record: msgspec.Struct) -> str:
 BLOCKS: Final = {
     "event-fields": fields_block,
     "reject-codes": codes_block,
+    "stream-codes": stream_codes_block,
     "profile-fields": lambda: record_block(Profile),
     "profile-example": lambda: example_block(PROFILE_EXAMPLE),
     "failure-fields": lambda: record_block(FailureRecord),

@@ -16,10 +16,11 @@ from msgspec import Meta
 
 from prefstream.schemas import bounds as b
 from prefstream.schemas.errors import RecordDecodeError
-from prefstream.schemas.events import UserId
+from prefstream.schemas.events import Tenant, UserId
 
-#: Version of the update record contract written by this code.
-UPDATE_SCHEMA_VERSION: Final = 1
+#: Version of the update record contract written by this code (2: `tenant` added); a record without a tenant
+#: is still written as version 1 (`schemas.profiles.record_version`).
+UPDATE_SCHEMA_VERSION: Final = 2
 
 Rfc3339Utc = Annotated[str, Meta(description="RFC 3339 UTC with milliseconds, e.g. 2026-01-31T08:15:00.250Z")]
 EventId = Annotated[str, Meta(max_length=b.MAX_ID_CHARS)]
@@ -28,7 +29,7 @@ EventId = Annotated[str, Meta(max_length=b.MAX_ID_CHARS)]
 class UpdateRecord(msgspec.Struct, frozen=True, kw_only=True):
     """One applied model update: which events it folded, what it cost, how long it took, who wrote it."""
 
-    schema_version: Annotated[int, Meta(ge=1, description="Version of this record's contract (1).")]
+    schema_version: Annotated[int, Meta(ge=1, description="Version of this record's contract: 1, or 2 when it has a `tenant`.")]
     user_id: UserId
     epoch: Annotated[int, Meta(ge=1, description="The user's epoch (+1 at every forget).")]
     version: Annotated[int, Meta(ge=1, description="The profile version this update wrote (its base + 1).")]
@@ -55,11 +56,12 @@ class UpdateRecord(msgspec.Struct, frozen=True, kw_only=True):
     summary: Annotated[
         str, Meta(description="The new summary: empty unless the operator sets PREFSTREAM_UPDATES_INCLUDE_SUMMARY.")
     ] = ""
+    tenant: Tenant | msgspec.UnsetType = msgspec.UNSET  # absent without a tenant (version 1 records unchanged)
 
     @property
     def dedupe_key(self) -> tuple[str, int, int]:
         """A repeat of a record (after a crash) has the same key and the same content: keep one."""
-        return (self.user_id, self.epoch, self.version)
+        return (self.user_id if self.tenant is msgspec.UNSET else f"{self.tenant}/{self.user_id}", self.epoch, self.version)
 
 
 _ENCODER: Final = msgspec.json.Encoder()

@@ -28,30 +28,34 @@ import structlog
 
 from prefstream.models.interface import PreferenceModel, UpdateSuccess
 from prefstream.logs import user_ref
-from prefstream.schemas.failures import FAILURE_SCHEMA_VERSION, PARKED, FailureRecord, encode_failure
-from prefstream.schemas.profiles import PROFILE_SCHEMA_VERSION, Profile, encode_profile
+from prefstream.schemas.failures import PARKED, FailureRecord, encode_failure
+from prefstream.schemas.keys import split_key
+from prefstream.schemas.profiles import Profile, encode_profile, record_version, tenant_field
 from prefstream.schemas.timefmt import ms_to_rfc3339
-from prefstream.schemas.updates import UPDATE_SCHEMA_VERSION, UpdateRecord, encode_update
+from prefstream.schemas.updates import UpdateRecord, encode_update
 from prefstream.streams import state as st
 from prefstream.streams.metrics import StreamMetrics
 from prefstream.streams.partitioning import partition_for
 from prefstream.streams.records import FoldResult, Redrive, decode_command
 from prefstream.streams.scheduler import FoldScheduler, now_ms
 from prefstream.streams.store import Store
+from prefstream.streams.tenancy import Tenancy
 
 log = structlog.get_logger(__name__)
 
 __all__ = ["Apply", "to_profile_record", "to_update_record", "update_entry"]
 
 
-def to_profile_record(user_id: str, p: st.ProfileState) -> Profile:
-    """The published form of a stored profile."""
+def to_profile_record(key: str, p: st.ProfileState) -> Profile:
+    """The published form of a stored profile (`key`: the user key, `tenant/user_id` with a tenant)."""
+    tenant, user_id = split_key(key)
     return Profile(
-        schema_version=PROFILE_SCHEMA_VERSION, user_id=user_id, epoch=p.epoch, version=p.version,
+        schema_version=record_version(tenant), user_id=user_id, epoch=p.epoch, version=p.version,
         summary=p.summary, events_applied=p.events_applied, updated_at=ms_to_rfc3339(p.updated_ms),
         last_event_ts=ms_to_rfc3339(p.last_event_ts_ms), model=p.model, prompt_version=p.prompt_version,
         backend=p.backend, update_events=p.update_events, update_triples=p.update_triples,
         last_event_id=p.last_event_id, prompt_tokens=p.prompt_tokens, completion_tokens=p.completion_tokens,
+        tenant=tenant_field(tenant),
     )  # fmt: skip
 
 
@@ -69,17 +73,18 @@ def update_entry(done: st.Applied, result: FoldResult) -> st.UpdateEntry:
     )  # fmt: skip
 
 
-def to_update_record(user_id: str, e: st.UpdateEntry, *, include_summary: bool) -> UpdateRecord:
-    """The published form of a history entry; the summary only when the operator asked for it."""
+def to_update_record(key: str, e: st.UpdateEntry, *, include_summary: bool) -> UpdateRecord:
+    """The published form of a history entry (`key`: the user key); the summary only when asked for."""
+    tenant, user_id = split_key(key)
     return UpdateRecord(
-        schema_version=UPDATE_SCHEMA_VERSION, user_id=user_id, epoch=e.epoch, version=e.version,
+        schema_version=record_version(tenant), user_id=user_id, epoch=e.epoch, version=e.version,
         request_id=e.request_id, event_ids=list(e.event_ids), events_applied=e.events_applied, triples=e.triples,
         first_event_ts=ms_to_rfc3339(e.first_event_ts_ms), last_event_ts=ms_to_rfc3339(e.last_event_ts_ms),
         prompt_tokens=e.prompt_tokens, completion_tokens=e.completion_tokens, summary_chars=len(e.summary),
         model=e.model, prompt_version=e.prompt_version, backend=e.backend, attempt=e.attempt, degraded=e.degraded,
         queued_at=ms_to_rfc3339(e.queued_ms), requested_at=ms_to_rfc3339(e.requested_ms),
         finished_at=ms_to_rfc3339(e.finished_ms), applied_at=ms_to_rfc3339(e.applied_ms),
-        summary=e.summary if include_summary else "",
+        summary=e.summary if include_summary else "", tenant=tenant_field(tenant),
     )  # fmt: skip
 
 
@@ -106,6 +111,7 @@ class Apply:
     history_versions: int
     include_summary: bool
     template_tokens: int = 0
+    tenancy: Tenancy | None = None
 
     async def on_command(self, raw: bytes | None, partition: int, offset: int, *, replay: bool) -> None:
         command = decode_command(raw)
@@ -198,6 +204,8 @@ class Apply:
         await self._send_update(user_id, partition, entry)
         m = self.metrics
         m.updates.labels("applied").inc()
+        if self.tenancy is not None:
+            self.tenancy.applied(user_id)
         m.profile_publishes.labels("profile").inc()
         m.update_records.labels("record").inc()
         m.events_per_update.observe(len(done.applied))
@@ -218,16 +226,19 @@ class Apply:
 
     async def _record_failure(self, user_id: str, partition: int, meta: st.Meta, pending: st.Pending | None,
                               result: FoldResult, reason: str, now: int) -> None:  # fmt: skip
-        batch = (pending.events if pending else ())[: len(result.event_ids)]
+        batch = st.batch_of(pending, result.event_ids)
         ts = [e.ts_ms for e in batch]
+
+        tenant, plain_user_id = split_key(user_id)
 
         def record(code: str) -> bytes:
             return encode_failure(FailureRecord(
-                schema_version=FAILURE_SCHEMA_VERSION, user_id=user_id, epoch=result.epoch,
+                schema_version=record_version(tenant), user_id=plain_user_id, epoch=result.epoch,
                 base_version=result.base_version, reason=code, attempts=meta.attempts, event_count=len(batch),
                 first_event_id=batch[0].event_id if batch else "", last_event_id=batch[-1].event_id if batch else "",
                 first_event_ts=ms_to_rfc3339(min(ts)) if ts else "", last_event_ts=ms_to_rfc3339(max(ts)) if ts else "",
                 failed_at=ms_to_rfc3339(now), model=result.model, prompt_version=result.prompt_version, backend=result.backend,
+                tenant=tenant_field(tenant),
             ))  # fmt: skip
 
         key = user_id.encode("utf-8")

@@ -22,7 +22,8 @@ from typing import Any, Final
 import structlog
 
 from prefstream.logs import user_ref
-from prefstream.schemas.bounds import USER_ID_PATTERN
+from prefstream.schemas.bounds import TENANT_PATTERN, USER_ID_PATTERN
+from prefstream.schemas.keys import split_key, user_key
 from prefstream.streams.apply import to_profile_record
 from prefstream.streams.inspector_view import encode_view, user_view
 from prefstream.streams.partitioning import partition_for
@@ -34,6 +35,7 @@ __all__ = ["authorized", "register_inspector"]
 
 _STATIC: Final = {"inspector.js": "text/javascript", "inspector.css": "text/css"}
 _USER_ID: Final = re.compile(USER_ID_PATTERN)
+_TENANT: Final = re.compile(TENANT_PATTERN)
 #: The page loads nothing but its own script and style sheet, and may not be framed.
 _PAGE_HEADERS: Final = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
@@ -107,7 +109,11 @@ def register_inspector(app: Any, worker: Any) -> None:
             return refused
         if not _USER_ID.fullmatch(user_id):
             return web.json({"error": "not a user id (1-128 of A-Z a-z 0-9 . _ - : @ + =)"}, status=400)
-        return await _user(worker, web, request, user_id)
+        tenant = request.query.get("tenant") or None  # a tenant's user: its state is under `tenant/user_id`
+        if tenant is not None and not _TENANT.fullmatch(tenant):
+            return web.json({"error": "not a tenant (1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit)"},
+                            status=400)  # fmt: skip
+        return await _user(worker, web, request, user_key(tenant, user_id))
 
 
 async def _user(worker: Any, web: Any, request: Any, user_id: str) -> Any:
@@ -132,7 +138,8 @@ async def _user(worker: Any, web: Any, request: Any, user_id: str) -> Any:
     owner = owner_url(worker.app, worker.names["state"], partition)
     if owner is None:
         return web.json({"error": "owner unknown (rebalancing)"}, status=503)
-    url = f"{owner.rstrip('/')}/inspector/api/users/{user_id}"
+    tenant, plain = split_key(user_id)
+    url = f"{owner.rstrip('/')}/inspector/api/users/{plain}" + (f"?tenant={tenant}" if tenant else "")
     forward = {ROUTED_HEADER: "1", "Authorization": request.headers.get("Authorization", "")}
     async with worker.app.http_client.get(url, headers=forward) as response:
         body = await response.read()

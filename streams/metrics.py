@@ -101,6 +101,11 @@ class StreamMetrics:
             "prefstream_events_duplicate", "Redelivered or repeated events dropped by dedupe.", registry=r
         )
         self.forgets = Counter("prefstream_forgets", "Forget events applied.", registry=r)
+        self.events_dropped = Counter(
+            "prefstream_events_dropped",
+            "Valid events not applied, by reason (before_forget: it happened before the user's last forget).",
+            ["reason"], registry=r,
+        )
         self.events_per_update = Histogram(
             "prefstream_events_per_update", "Events folded by each applied update.", buckets=BATCH_BUCKETS, registry=r
         )

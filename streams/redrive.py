@@ -23,6 +23,7 @@ from prefstream.streams.userstate import ParkedList
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("user_ids", nargs="*", metavar="USER", help="users to redrive (default: every parked user)")
     parser.add_argument("--api", metavar="URL", help="a worker's read API (default: PREFSTREAM_WEB_HOST:PREFSTREAM_WEB_PORT)")
+    parser.add_argument("--tenant", default=None, help="the tenant of the named users (default: none)")
 
 
 def send_redrive(settings: Settings, users_by_partition: dict[int, list[str]]) -> None:
@@ -63,7 +64,10 @@ def plan(listing: ParkedList, named: list[str]) -> tuple[dict[int, list[str]], l
 def run(args: argparse.Namespace) -> int:
     settings: Settings = args.settings
     listing = readapi.get(args.api or readapi.default_url(settings), "/parked", ParkedList)
-    by_partition, not_parked = plan(listing, list(args.user_ids))
+    from prefstream.schemas.keys import user_key
+
+    # A tenant's users are parked under their user key, `tenant/user_id` (docs/streams.md, "Tenants").
+    by_partition, not_parked = plan(listing, [user_key(args.tenant, u) for u in args.user_ids])
     redriven = sorted(u for users in by_partition.values() for u in users)
     if by_partition:
         send_redrive(settings, by_partition)

@@ -5,7 +5,8 @@ name their partition, murmur2(user_id) % P:
 
     events ─────────┐
     {id}-repartition ├─> agent `state` ──> table `state` (RocksDB, changelogged)
-    {id}-results ────┘        ├─> dead letters, repartitioned events, profiles, failure records
+    {id}-results ────┤        ├─> dead letters, repartitioned events, profiles, failure records
+    {id}-backfill ───┘        │   (histories from `prefstream backfill`, `streams.backfill_ingest`)
                               └─> reports to the fold scheduler ──> model ──> {id}-results
 """
 
@@ -36,7 +37,7 @@ ROCKSDB_OPTIONS = {
 def internal_topics(settings: Settings) -> dict[str, str]:
     """Names of prefstream's internal topics (faust's app id is their prefix)."""
     app_id = settings.worker.app_id
-    names = {"repartition": f"{app_id}-repartition", "results": f"{app_id}-results"}
+    names = {"repartition": f"{app_id}-repartition", "results": f"{app_id}-results", "backfill": f"{app_id}-backfill"}
     names["state"] = f"{app_id}-{STATE_TABLE}-changelog"
     return names
 
@@ -53,9 +54,12 @@ def internal_topic_specs(settings: Settings) -> list[TopicSpec]:
     names = internal_topics(settings)
     transit = {"cleanup.policy": "delete", "retention.ms": str(settings.topics.internal_retention_ms)}
     changelog = compacted_configs(settings.topics)
+    # A history waits here until the worker takes it: kept as long as live events are.
+    history = {"cleanup.policy": "delete", "retention.ms": str(settings.topics.events_retention_ms)}
     return [
         TopicSpec(names["repartition"], p, rf, transit),
         TopicSpec(names["results"], p, rf, transit),
+        TopicSpec(names["backfill"], p, rf, history),
         TopicSpec(names["state"], p, rf, changelog, strict=("cleanup.policy",)),
     ]
 

@@ -3,6 +3,7 @@
     GET /profiles/{user_id}   the current profile, from the owner of the user's partition (routed); a 404
                               ("no profile") carries the user's `state`, so waiting events are visible
     GET /users/{user_id}      the user's state: pending events, failing, parked (`streams.userstate`; routed)
+                              (both take `?tenant=T` for a user of tenant T: docs/streams.md, "Tenants")
     GET /parked               the parked users of every worker (this one asks its peers)
     GET /livez                200 unless the model backend died (the worker then also stops)
     GET /readyz               200 only while the worker can do its job: backend up and healthy, broker
@@ -13,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +25,8 @@ import msgspec
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from prefstream.schemas.bounds import TENANT_PATTERN
+from prefstream.schemas.keys import split_key, user_key
 from prefstream.schemas.profiles import encode_profile
 from prefstream.streams.apply import to_profile_record
 from prefstream.streams.partitioning import partition_for
@@ -35,6 +39,7 @@ __all__ = ["BrokerProbe", "register_routes"]
 ROUTED_HEADER = "X-Prefstream-Routed"
 _PARKED = msgspec.json.Decoder(ParkedList)
 _PEER_TIMEOUT = aiohttp.ClientTimeout(total=5)
+_TENANT = re.compile(TENANT_PATTERN)
 
 
 @dataclass
@@ -114,33 +119,51 @@ def _state(worker: Any, user_id: str, partition: int) -> UserState:
                       user_id in worker.scheduler.inflight, exists=store.has_user(user_id))  # fmt: skip
 
 
+def _tenant(request: Any) -> str | None:
+    """The `?tenant=` of a request (None: none); ValueError when it is not a tenant name."""
+    tenant = request.query.get("tenant") or None
+    if tenant is not None and not _TENANT.match(tenant):
+        raise ValueError(tenant)
+    return tenant
+
+
+_BAD_TENANT = {"error": "invalid tenant: 1-64 characters from A-Z a-z 0-9 . _ -, starting with a letter or digit"}
+
+
 async def _routed(worker: Any, web: Any, request: Any, user_id: str, path: str,
-                  local: Callable[[int], Any]) -> Any:  # fmt: skip
-    """Answer with `local(partition)` when this worker owns the user's partition, else ask the owner."""
-    partition = partition_for(user_id, worker.partitions)
+                  local: Callable[[str, int], Any]) -> Any:  # fmt: skip
+    """Answer with `local(user key, partition)` when this worker owns the user's partition, else ask the owner."""
+    try:
+        tenant = _tenant(request)
+    except ValueError:
+        return web.json(_BAD_TENANT, status=400)
+    key = user_key(tenant, user_id)
+    partition = partition_for(key, worker.partitions)
     if partition in worker.scheduler.owned and not worker.scheduler.paused:
-        return local(partition)
+        return local(key, partition)
     if request.headers.get(ROUTED_HEADER):
         # Routed here by a peer that believes we own it: the assignment is moving. Do not bounce.
         return web.json({"error": "partition not served here (rebalancing)"}, status=503)
     owner = owner_url(worker.app, worker.names["state"], partition)
     if owner is None:
         return web.json({"error": "owner unknown (rebalancing)"}, status=503)
-    url = f"{owner.rstrip('/')}/{path}/{user_id}"
+    url = f"{owner.rstrip('/')}/{path}/{user_id}" + (f"?tenant={tenant}" if tenant else "")
     async with worker.app.http_client.get(url, headers={ROUTED_HEADER: "1"}) as response:
         body = await response.read()
         return web.bytes(body, content_type=response.content_type, status=response.status)
 
 
 async def profile_view(worker: Any, web: Any, request: Any, user_id: str) -> Any:
-    """`GET /profiles/{user_id}`: the current profile from the owner of the user's partition."""
+    """`GET /profiles/{user_id}[?tenant=T]`: the current profile from the owner of the user's partition."""
 
-    def local(partition: int) -> Any:
-        profile = worker.store.profile(user_id)
+    def local(key: str, partition: int) -> Any:
+        profile = worker.store.profile(key)
         if profile is None:
-            state = msgspec.to_builtins(_state(worker, user_id, partition))
-            return web.json({"error": "no profile", "user_id": user_id, "state": state}, status=404)
-        return web.bytes(encode_profile(to_profile_record(user_id, profile)), content_type="application/json")
+            tenant, _ = split_key(key)
+            state = msgspec.to_builtins(_state(worker, key, partition))
+            body = {"error": "no profile", "user_id": user_id} | ({"tenant": tenant} if tenant else {})
+            return web.json(body | {"state": state}, status=404)
+        return web.bytes(encode_profile(to_profile_record(key, profile)), content_type="application/json")
 
     return await _routed(worker, web, request, user_id, "profiles", local)
 
@@ -148,8 +171,8 @@ async def profile_view(worker: Any, web: Any, request: Any, user_id: str) -> Any
 async def user_view(worker: Any, web: Any, request: Any, user_id: str) -> Any:
     """`GET /users/{user_id}`: the user's state from the owner of the user's partition (200 even when unknown)."""
 
-    def local(partition: int) -> Any:
-        return web.bytes(msgspec.json.encode(_state(worker, user_id, partition)), content_type="application/json")
+    def local(key: str, partition: int) -> Any:
+        return web.bytes(msgspec.json.encode(_state(worker, key, partition)), content_type="application/json")
 
     return await _routed(worker, web, request, user_id, "users", local)
 

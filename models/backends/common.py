@@ -84,3 +84,11 @@ def outcome(
         model=model_id,
         prompt_version=P.prompt_version(max_tokens),
     )
+
+
+def cache_salt(tenant: str | None) -> str | None:
+    """vLLM's `cache_salt` for a tenant's requests: prefix-cache blocks are then keyed by it too, so a cached
+    prompt prefix is never reused across tenants (`vllm/v1/core/kv_cache_utils.py` hashes it into the first
+    block). None without a tenant: the cache behaves as before. The tenant pattern excludes the characters
+    vLLM refuses in a salt (`@`, `/`, `\\`, NUL) and keeps it under vLLM's 128 characters."""
+    return None if tenant is None else f"tenant:{tenant}"

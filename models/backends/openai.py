@@ -27,7 +27,7 @@ import httpx
 import structlog
 
 from prefstream.models import prompt as P
-from prefstream.models.backends.common import Prepared, failure, outcome, prepare, tokenizer_path
+from prefstream.models.backends.common import Prepared, cache_salt, failure, outcome, prepare, tokenizer_path
 from prefstream.models.errors import BackendDeadError, BackendUnavailableError, FailureReason
 from prefstream.models.interface import UpdateFailure, UpdateRequest, UpdateSuccess
 from prefstream.models.timebox import TimeBox
@@ -137,6 +137,11 @@ class OpenAIBackend:
         if self._client is None:
             return failure(request, FailureReason.BACKEND_UNAVAILABLE, "the openai backend is not started")
         body = self._body(prepared.ids, request.degraded)
+        salt = cache_salt(request.tenant)
+        if salt is not None:
+            body["cache_salt"] = salt  # vllm serve: no prefix-cache sharing across tenants
+        if request.priority:
+            body["priority"] = request.priority  # a backfill: needs `vllm serve --scheduling-policy priority`
         timeout = self.timebox.timeout_for(int(body["max_tokens"]))
         started = time.perf_counter()
         try:

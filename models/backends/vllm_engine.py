@@ -29,7 +29,7 @@ import structlog
 
 from prefstream import logs
 from prefstream.models import prompt as P
-from prefstream.models.backends.common import Prepared, failure, outcome, prepare, tokenizer_path
+from prefstream.models.backends.common import Prepared, cache_salt, failure, outcome, prepare, tokenizer_path
 from prefstream.models.errors import BackendDeadError, BackendUnavailableError, FailureReason
 from prefstream.models.interface import UpdateFailure, UpdateRequest, UpdateSuccess
 from prefstream.models.timebox import TimeBox
@@ -62,6 +62,8 @@ def engine_kwargs(m: ModelSettings) -> dict[str, Any]:
         "enforce_eager": m.vllm_enforce_eager,
         "tensor_parallel_size": m.vllm_tensor_parallel_size,
         "seed": m.vllm_seed,
+        # Backfill updates carry a higher (later) priority than live ones (`UpdateRequest.priority`).
+        "scheduling_policy": m.vllm_scheduling_policy,
         # Qwen3's reasoning markers: lets thinking_token_budget force `</think>` (the reasoning budget).
         "reasoning_parser": "qwen3",
         "disable_log_stats": True,
@@ -205,7 +207,9 @@ class VllmBackend:
             async with asyncio.timeout(timeout):
                 # Cancellation (ours or the time box's) inside generate() aborts the request in the engine.
                 async for out in self._engine.generate(
-                    tokens_input(prepared.ids), params, engine_rid, **self.generate_overrides
+                    tokens_input(prepared.ids, cache_salt=cache_salt(request.tenant)), params, engine_rid,
+                    priority=request.priority if self.settings.vllm_scheduling_policy == "priority" else 0,
+                    **self.generate_overrides,
                 ):
                     final = out
         except TimeoutError:

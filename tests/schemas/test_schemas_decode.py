@@ -10,7 +10,7 @@ import pytest
 from prefstream.settings import LimitSettings
 from prefstream.schemas.decode import decode_event
 from prefstream.schemas.errors import REJECT_CODE_DOCS, EventRejected, RejectCode
-from prefstream.schemas.events import KINDS, EVENT_SCHEMA_VERSION, ImpressionEvent, Item, encode_event
+from prefstream.schemas.events import KINDS, DEFAULT_SCHEMA_VERSION, ImpressionEvent, Item, encode_event
 from prefstream.schemas.examples import EXAMPLES
 
 LIMITS = LimitSettings()
@@ -37,7 +37,7 @@ def test_examples_decode_to_their_kind(kind: str) -> None:
     event = decode_event(doc["user_id"].encode(), EXAMPLES[kind].encode(), LIMITS)
     assert isinstance(event, KINDS[kind])
     assert event.user_id == doc["user_id"]
-    assert event.schema_version == EVENT_SCHEMA_VERSION
+    assert event.schema_version == DEFAULT_SCHEMA_VERSION
 
 
 def test_every_kind_has_an_example() -> None:
@@ -146,6 +146,11 @@ CASES: list[tuple[str, bytes | None, RejectCode, str]] = [
     ("empty value", b"", RejectCode.INVALID_JSON, "$"),
     ("whitespace only", b" \n\t ", RejectCode.INVALID_JSON, "$"),
     ("null document", b"null", RejectCode.WRONG_TYPE, "$"),
+    ("tenant with a slash", _bytes(_example("forget") | {"tenant": "a/b"}), RejectCode.INVALID_TENANT, "$.tenant"),
+    ("tenant empty", _bytes(_example("forget") | {"tenant": ""}), RejectCode.INVALID_TENANT, "$.tenant"),
+    ("tenant starts with _", _bytes(_example("forget") | {"tenant": "_other"}), RejectCode.INVALID_TENANT, "$.tenant"),
+    ("tenant too long", _bytes(_example("forget") | {"tenant": "t" * 65}), RejectCode.INVALID_TENANT, "$.tenant"),
+    ("tenant not a string", _bytes(_example("forget") | {"tenant": 7}), RejectCode.WRONG_TYPE, "$.tenant"),
 ]
 
 
@@ -245,6 +250,18 @@ def test_ts_range_is_what_profiles_can_write() -> None:
     assert ms_to_rfc3339(ts_to_ms("0999-05-06T07:08:09.010Z")) == "0999-05-06T07:08:09.010Z"
     with pytest.raises(ValueError):
         ts_to_ms("9999-12-31T23:59:59-23:59")
+
+
+def test_tenant_is_part_of_the_key() -> None:
+    """With a tenant the key is `tenant/user_id`; the bare user id is then a mismatch, and without a tenant
+    the key stays the user id (version 1 producers are unaffected)."""
+    doc = _example("forget") | {"tenant": "shop-eu", "schema_version": 2}
+    event = decode_event(b"shop-eu/" + doc["user_id"].encode(), _bytes(doc), LIMITS)
+    assert (event.tenant, event.user_id, event.schema_version) == ("shop-eu", doc["user_id"], 2)
+    error = _rejected(_bytes(doc), key=doc["user_id"].encode())
+    assert error.code == RejectCode.KEY_MISMATCH
+    plain = decode_event(doc["user_id"].encode(), EXAMPLES["forget"].encode(), LIMITS)
+    assert plain.tenant is None
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from prefstream.schemas.updates import UPDATE_SCHEMA_VERSION, UpdateRecord, deco
 
 def _profile(**over: object) -> Profile:
     fields: dict[str, object] = dict(
-        schema_version=PROFILE_SCHEMA_VERSION,
+        schema_version=1,
         user_id="u-1",
         epoch=1,
         version=3,
@@ -108,9 +108,26 @@ def test_timestamps_convert_both_ways() -> None:
     assert ms_to_rfc3339(ts_to_ms("1969-12-31T23:59:59.999Z")) == "1969-12-31T23:59:59.999Z"
 
 
+def test_records_without_a_tenant_are_version_1_unchanged_and_with_one_version_2() -> None:
+    """A profile without a tenant has no `tenant` key at all (the bytes version 1 wrote); with one it says
+    version 2 and carries the tenant; the same holds for failure records."""
+    from prefstream.schemas.profiles import record_version, tenant_field
+
+    plain = encode_profile(_profile(schema_version=record_version(None), tenant=tenant_field(None)))
+    assert b"tenant" not in plain and msgspec.json.decode(plain)["schema_version"] == 1
+    tenanted = _profile(schema_version=record_version("shop"), tenant=tenant_field("shop"))
+    doc = msgspec.json.decode(encode_profile(tenanted))
+    assert (doc["schema_version"], doc["tenant"]) == (PROFILE_SCHEMA_VERSION, "shop") == (2, "shop")
+    assert decode_profile(encode_profile(tenanted)) == tenanted
+    rec = FailureRecord(schema_version=2, user_id="u-1", epoch=1, base_version=0, reason="timeout", attempts=1,
+                        event_count=1, tenant="shop")  # fmt: skip
+    assert msgspec.json.decode(encode_failure(rec))["tenant"] == "shop" and FAILURE_SCHEMA_VERSION == 2
+    assert b"tenant" not in encode_failure(msgspec.structs.replace(rec, tenant=msgspec.UNSET))
+
+
 def _update(**over: object) -> UpdateRecord:
     fields: dict[str, object] = dict(
-        schema_version=UPDATE_SCHEMA_VERSION, user_id="u-1", epoch=1, version=3, request_id="r1",
+        schema_version=1, user_id="u-1", epoch=1, version=3, request_id="r1",
         event_ids=["e4", "e5"], events_applied=5, triples=3, first_event_ts="2026-01-31T08:14:58.000Z",
         last_event_ts="2026-01-31T08:14:59.000Z", prompt_tokens=100, completion_tokens=50, summary_chars=40,
         model="m", prompt_version="p", backend="ledger", attempt=1, degraded=False,
@@ -134,3 +151,12 @@ def test_update_record_round_trips_and_ignores_unknown_fields() -> None:
     for bad in [b"", b"{}", b"\xff", msgspec.json.encode({**doc, "epoch": 0})]:
         with pytest.raises(RecordDecodeError):
             decode_update(bad)
+
+
+def test_update_record_of_a_tenant_is_version_2_and_dedupes_per_tenant() -> None:
+    """An update record with a tenant says version 2 and carries it; its dedupe key includes the tenant, so the
+    same user id in two tenants never collapses."""
+    u = _update(schema_version=UPDATE_SCHEMA_VERSION, tenant="shop")
+    doc = msgspec.json.decode(encode_update(u))
+    assert (doc["schema_version"], doc["tenant"]) == (2, "shop") and decode_update(encode_update(u)) == u
+    assert u.dedupe_key == ("shop/u-1", 1, 3) != _update().dedupe_key
