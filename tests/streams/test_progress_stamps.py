@@ -72,7 +72,7 @@ def test_an_accepted_event_writes_no_progress_record() -> None:
     tracker.begin(SourceRecord("ev", 0, 3, None, None, 0))
     store.put_user("p0u0", st.Meta(), None, final=True)
     with pytest.raises(RuntimeError, match="after the message's final write"):
-        store.put_profile("p0u0", None)  # type: ignore[arg-type]
+        store.put_profile("p0u0", None, ())  # type: ignore[arg-type]
     tracker.processed(SourceRecord("ev", 0, 3, None, None, 0))
     fresh = SourceTracker(Store(restore(table.log)), TOPICS, lambda t, p: None)
     assert fresh.classify(SourceRecord("ev", 0, 3, None, None, 0)) == ("replay", 3)

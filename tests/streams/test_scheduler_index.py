@@ -29,7 +29,7 @@ def full_scan(views: dict[str, UserView], inflight: set[str], gates: set[int], f
     saturated = free <= 0 or len(due) > free
     if saturated:
         due = [(u, v) for u, v in due if POLICY.decide(v, saturated=True).ready(now)]
-    due.sort(key=lambda uv: (uv[1].oldest_ms, uv[0]))
+    due.sort(key=lambda uv: (uv[1].backfill, uv[1].oldest_ms, uv[0]))
     started = [u for u, _ in due[: max(0, free)]]
     later = [d.due_ms for u, v in candidates if u not in started
              for d in [POLICY.decide(v, saturated=saturated)] if d.due_ms is not None and d.due_ms > now]  # fmt: skip
@@ -61,6 +61,7 @@ views_st = hs.builds(
     UserView, partition=hs.integers(0, 2), epoch=hs.just(1), count=hs.integers(0, 8), tokens=hs.integers(0, 60),
     oldest_ms=hs.integers(0, 8000), newest_ms=hs.integers(0, 8000), last_update_ms=hs.integers(0, 8000),
     next_retry_ms=hs.sampled_from([0, 0, 3000, 9000]), parked=hs.booleans(), batch_cap=hs.sampled_from([0, 0, 2]),
+    backfill=hs.booleans(), hold_until_ms=hs.sampled_from([0, 0, 6000]),
 )  # fmt: skip
 op_st = hs.one_of(
     hs.tuples(hs.just("observe"), hs.sampled_from(USERS), hs.one_of(hs.none(), views_st)),
