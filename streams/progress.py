@@ -106,8 +106,8 @@ class SourceTracker:
         return _Position(max(stamped, -1 if stored is None else stored.offset), -1 if stored is None else stored.dead_lettered)
 
     def _peek(self, topic: str, partition: int) -> int:
-        """The last offset processed, as far as memory or the state know (-1: unknown; nothing is cached, so
-        a partition not read yet still takes the committed offset when its first message comes)."""
+        """The last offset processed, as far as memory or the state know (-1: unknown). Not kept as a position,
+        so a partition not read yet still takes the committed offset when its first message comes."""
         key = (topic, partition)
         position = self._positions.get(key)
         if position is not None:
@@ -160,6 +160,7 @@ class SourceTracker:
         position.offset = record.offset if position.offset is None else max(position.offset, record.offset)
         stamped = self.store.stamp is not None and self.store.stamped_last
         if not stamped or position.dead_lettered != self._dead_lettered_before:
+            self.store.stamped_last = False  # a progress record after a final write claims nothing new: allowed
             progress = SourceProgress(offset=position.offset, dead_lettered=position.dead_lettered)
             self.store.put_progress(self.roles[record.topic], record.partition, progress)
         self.store.stamp = self.store.stamp_before = None
