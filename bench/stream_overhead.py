@@ -21,7 +21,7 @@ each user first gets one event (the warm-up, not timed), then N events spread ov
 no update starts, so the fold scheduler holds every user as waiting. It prints `RATIO stream_scaling
 <events/s at the largest / at the smallest>` (1.0: per-event cost independent of how many users wait).
 
-`--profile` attaches py-spy to the first prefstream run and writes the hottest frames.
+`--profile` runs each faust-based arm once more under py-spy (not in the medians) and keeps its hottest frames.
 
     .venv/bin/python bench/stream_overhead.py                       # defaults: 40,000 events, 2,000 users, 8 partitions
     .venv/bin/python bench/stream_overhead.py --events 4000 --users 200 --repeat 1    # a quick check
@@ -456,7 +456,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3, help="rounds of alternating arms (median reported)")
     ap.add_argument("--arms", default="prefstream,faust,aiokafka")
     ap.add_argument("--users-scale", default="", help="comma list of user counts: the scaling mode")
-    ap.add_argument("--profile", action="store_true", help="py-spy the first prefstream run")
+    ap.add_argument("--profile", action="store_true", help="one more run of each faust-based arm under py-spy")
     ap.add_argument("--label", default="latest", help="names the result files (e.g. before, after)")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per run at most")
     ap.add_argument("--seed", type=int, default=13)
@@ -499,6 +499,7 @@ def overhead(bench: Bench, args: argparse.Namespace) -> int:
     arms = args.arms.split(",")
     runs: list[Run] = []
     profile_raw = RESULTS / f"profile-{args.label}.txt"
+    faust_raw = RESULTS / f"profile-faust-{args.label}.txt"
     try:
         for rnd in range(args.repeat):
             order = arms if rnd % 2 == 0 else arms[::-1]  # alternate, so drift in the machine hits every arm
@@ -508,9 +509,9 @@ def overhead(bench: Bench, args: argparse.Namespace) -> int:
                 runs.append(run)
                 print(f"round {rnd + 1} {arm:10s} {run.events_per_s:10,.0f} events/s  {run.cpu_us_per_event:7.1f} µs CPU/event"
                       f"  ({run.events} events in {run.seconds:.2f} s)", flush=True)  # fmt: skip
-        if args.profile:  # a run of its own: the sampler takes CPU from the worker
-            profiled = bench.faust_arm("prefstream", topic, total, 0, profile_raw)
-            print(f"profiled   prefstream {profiled.events_per_s:10,.0f} events/s (under py-spy; not in the medians)")
+        for arm in [a for a in arms if a != "aiokafka"] if args.profile else []:  # runs of their own: the sampler takes CPU
+            profiled = bench.faust_arm(arm, topic, total, 0, profile_raw if arm == "prefstream" else faust_raw)
+            print(f"profiled   {arm:10s} {profiled.events_per_s:10,.0f} events/s (under py-spy; not in the medians)")
     finally:
         _delete_topics(bench.bootstrap, [topic])
     summary = {a: summarize(runs, a) for a in arms}
@@ -522,11 +523,12 @@ def overhead(bench: Bench, args: argparse.Namespace) -> int:
         "runs": [r.row() for r in runs], "summary": summary, "ratio": ratio,
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
     }  # fmt: skip
-    if args.profile and profile_raw.exists():
-        result["profile"] = top_frames(profile_raw)
-        print("py-spy, worker, top frames by self time (% of samples):")
-        for name, pct in result["profile"]["self"][:15]:
-            print(f"  {pct:5.1f}%  {name}")
+    for key, raw in (("profile", profile_raw), ("profile_faust", faust_raw)):
+        if args.profile and raw.exists():
+            result[key] = top_frames(raw)
+            print(f"py-spy, {'prefstream worker' if key == 'profile' else 'pass-through agent'}, top frames by self time (% of samples):")
+            for name, pct in result[key]["self"][:15]:
+                print(f"  {pct:5.1f}%  {name}")
     out = RESULTS / f"overhead-{args.label}.json"
     out.write_text(json.dumps(result, indent=1))
     plot_overhead(result, out.with_suffix(".png"))
