@@ -21,7 +21,7 @@ from prefstream.schemas.profiles import Profile
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     del command
     parser.add_argument("user", metavar="USER", help="the user_id")
-    parser.add_argument("--tenant", default=None, metavar="T", help="the user's tenant (for a user of tenant T)")
+    parser.add_argument("--tenant", default=None, metavar="T", help="the user's tenant, for a user of tenant T")
     parser.add_argument("--json", action="store_true", help="the profile record as JSON")
     parser.add_argument("--api", default=None, metavar="URL",
                         help="a worker's read API (default http://PREFSTREAM_WEB_HOST:PREFSTREAM_WEB_PORT)")  # fmt: skip

@@ -24,10 +24,10 @@ def change_json(change: ProfileChange) -> str:
 
 
 def profile_text(profile: Profile, width: int = 100) -> str:
-    """A header line with the user (`tenant/user_id` with a tenant) and the provenance, then the summary, indented."""
+    """A header line with the user (`tenant/user_id` with a tenant) and the provenance, then the summary."""
     header = (
-        f"{user_key(tenant_of(profile), profile.user_id)}  epoch {profile.epoch} version {profile.version}  {profile.events_applied} events  "
-        f"updated {profile.updated_at}  {profile.backend or '?'}:{profile.model}"
+        f"{user_key(tenant_of(profile), profile.user_id)}  epoch {profile.epoch} version {profile.version}  "
+        f"{profile.events_applied} events  updated {profile.updated_at}  {profile.backend or '?'}:{profile.model}"
     )
     body = "\n".join(
         textwrap.fill(paragraph, width, initial_indent="  ", subsequent_indent="  ") if paragraph.strip() else ""

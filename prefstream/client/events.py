@@ -129,4 +129,5 @@ def forget(
     user_id: str, event_id: str, *, ts: Ts | None = None, source: str | None = None, tenant: str | None = None,
 ) -> ForgetEvent:
     """Erase everything held about this user (right to erasure); readers then see the profile disappear."""
-    return ForgetEvent(user_id=user_id, event_id=event_id, **_common(ts, source, None, tenant))  # type: ignore[arg-type]
+    common = _common(ts, source, None, tenant)
+    return ForgetEvent(user_id=user_id, event_id=event_id, **common)  # type: ignore[arg-type]

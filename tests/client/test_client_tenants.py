@@ -42,14 +42,18 @@ def test_builders_take_a_tenant_and_omit_it_otherwise() -> None:
     """With `tenant=` an event carries it at schema_version 2 and is keyed `tenant/user_id`; without it the
     bytes have neither field (exactly the events of before tenants)."""
     limits = LimitSettings()
-    built = [events.pair("u1", "e", chosen="a", rejected="b", tenant="shop"), events.text("u1", "e", text="t", tenant="shop"),
-             events.rating("u1", "e", item="i", score=1, scale=5, tenant="shop"), events.forget("u1", "e", tenant="shop"),
-             events.impression("u1", "e", shown=["i"], tenant="shop"), events.engagement("u1", "e", item="i", tenant="shop"),
+    built = [events.pair("u1", "e", chosen="a", rejected="b", tenant="shop"),
+             events.text("u1", "e", text="t", tenant="shop"),
+             events.rating("u1", "e", item="i", score=1, scale=5, tenant="shop"),
+             events.forget("u1", "e", tenant="shop"),
+             events.impression("u1", "e", shown=["i"], tenant="shop"),
+             events.engagement("u1", "e", item="i", tenant="shop"),
              events.conversation("u1", "e", turns=[("user", "hi")], tenant="shop")]  # fmt: skip
     for event in built:
         prepared = validate(event, limits)
         assert (event.tenant, event.schema_version) == ("shop", 2)
-        assert (prepared.key, prepared.user_key, prepared.tenant, prepared.user_id) == (b"shop/u1", "shop/u1", "shop", "u1")
+        got = (prepared.key, prepared.user_key, prepared.tenant, prepared.user_id)
+        assert got == (b"shop/u1", "shop/u1", "shop", "u1")
     plain = events.pair("u1", "e", chosen="a", rejected="b", ts=0)
     assert json.loads(encode_event(plain)) == {"kind": "pair", "event_id": "e", "user_id": "u1", "ts": 0, "chosen": "a",
                                                "rejected": "b"}  # fmt: skip
@@ -90,7 +94,8 @@ def test_producers_partition_a_tenants_user_as_the_worker(
     config = ClientConfig.from_env({"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "PREFSTREAM_EVENTS_TOPIC": topic})
     users = [f"user-{i}" for i in range(12)]
     with Producer(config) as producer:
-        sync = [producer.send(events.pair(u, f"s-{u}", chosen="a", rejected="b", tenant="shop")).result(30) for u in users]
+        sync = [producer.send(events.pair(u, f"s-{u}", chosen="a", rejected="b", tenant="shop")).result(30)
+                for u in users]  # fmt: skip
 
     async def main() -> list[int]:
         async with AsyncProducer(config) as producer:
@@ -172,4 +177,5 @@ def test_two_tenants_with_the_same_user_id_through_the_client(cli: Cli, env: dic
             producer.send(events.forget("u1", "forget-1", tenant="shop"))
         change = next(c for c in reader.changes(idle_timeout_s=SETTLE_S) if c.forgotten)
         assert (change.tenant, change.user_id) == ("shop", "u1")
-        assert reader.get("u1", "shop") is None and reader.get("u1", "news") == mine["news"] and reader.get("u1") == mine[None]
+        assert reader.get("u1", "shop") is None
+        assert reader.get("u1", "news") == mine["news"] and reader.get("u1") == mine[None]
