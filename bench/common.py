@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import statistics
@@ -130,6 +131,16 @@ def app_env(bootstrap: str, prefix: str, *, events_topic: str | None = None) -> 
     }
 
 
+def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic, partitions, 1)])
+    finally:
+        admin.close()
+
+
 def delete_topics(bootstrap: str, prefix_of: dict[str, str]) -> None:
     """Delete the topics of one group (and its internal ones): a benchmark leaves the shared broker clean."""
     from kafka.admin import KafkaAdminClient
@@ -152,8 +163,9 @@ def close_clients() -> None:
             OPEN_CLIENTS.pop().close()
 
 
-def group_assignment(bootstrap: str, group: str, topic: str) -> list[list[int]]:
-    """The partitions of `topic` each member of consumer group `group` holds (empty while rebalancing)."""
+def group_members(bootstrap: str, group: str, topic: str) -> dict[str, list[int]]:
+    """The partitions of `topic` each member of faust group `group` holds, by the member's web URL (the
+    worker's `url`); empty while the group is not stable."""
     from kafka.admin import KafkaAdminClient
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
@@ -162,12 +174,20 @@ def group_assignment(bootstrap: str, group: str, topic: str) -> list[list[int]]:
     finally:
         admin.close()
     if desc["group_state"] != "Stable":
-        return []
-    out = []
+        return {}
+    out = {}
     for member in desc["members"]:
+        # faust's subscription metadata carries the member's web URL (its canonical_url).
+        found = re.search(r'"url":\s*"([^"]+)"', str(member.get("member_metadata", "")))
         assigned = (member.get("member_assignment") or {}).get("assigned_partitions") or []
-        out.append(sorted(p for a in assigned if a["topic"] == topic for p in a["partitions"]))
+        url = found.group(1) if found else member["member_id"]
+        out[url] = sorted(p for a in assigned if a["topic"] == topic for p in a["partitions"])
     return out
+
+
+def group_assignment(bootstrap: str, group: str, topic: str) -> list[list[int]]:
+    """The partitions of `topic` each member of consumer group `group` holds (empty while rebalancing)."""
+    return list(group_members(bootstrap, group, topic).values())
 
 
 class BenchWorker(Worker):
@@ -264,9 +284,17 @@ def median_of(runs: list[dict[str, Any]], key: str) -> float:
     return float(statistics.median(r[key] for r in runs))
 
 
-def write_results(name: str, payload: dict[str, Any], plot: Callable[[Any], None] | None = None) -> Path:
-    """Write bench/results/<name>/<name>.json (and .png when matplotlib is installed: the `bench` extra)."""
-    out = RESULTS / name
+def add_run_flags(p: Any) -> None:
+    """Flags every benchmark has: repetitions, smoke size, where the results go."""
+    p.add_argument("--reps", type=int, default=3, help="repetitions of each arm (median reported)")
+    p.add_argument("--quick", action="store_true", help="smoke size, 1 repetition: checks the script, not a figure")
+    p.add_argument("--results", type=Path, default=RESULTS, help="results root (default: bench/results)")
+
+
+def write_results(name: str, payload: dict[str, Any], plot: Callable[[Any], None] | None = None,
+                  root: Path = RESULTS) -> Path:  # fmt: skip
+    """Write <root>/<name>/<name>.json (and .png when matplotlib is installed: the `bench` extra)."""
+    out = root / name
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
     if plot is not None:

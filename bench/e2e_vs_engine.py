@@ -39,9 +39,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import load  # noqa: E402
 from bench.common import (  # noqa: E402
-    BenchWorker, ProfileTimes, alternate, app_env, broker, close_clients, delete_topics, describe, gpu_name,
-    install_signal_handlers, machine, median_of, ratio_line, write_results,
+    add_run_flags,
+    BenchWorker, ProfileTimes, alternate, app_env, broker, close_clients, create_topic, delete_topics, describe, gpu_name,
+    install_signal_handlers, machine, median_of, ratio_line, wait_until, write_results,
 )  # fmt: skip
+from bench.vllm_worker import add_engine_flags, engine_env, resolve_model  # noqa: E402
 from tests.streams.harness import CI_WORKER_ENV, Producer, event  # noqa: E402
 
 NAME = "e2e_vs_engine"
@@ -52,18 +54,10 @@ PARTITIONS = 4
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     gpu = gpu_name() is not None
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", type=Path, default=None, help="model directory (default: the tiny local model)")
     p.add_argument("--users", type=int, default=1024 if gpu else 96)
     p.add_argument("--per-user", type=int, default=4, help="pending events per user = events per update")
-    p.add_argument("--max-tokens", type=int, default=512 if gpu else 64)
-    p.add_argument("--max-num-seqs", type=int, default=256 if gpu else 32, help="engine batch = model window")
-    p.add_argument("--max-model-len", type=int, default=4096 if gpu else 2048)
-    p.add_argument("--max-num-batched-tokens", type=int, default=8192 if gpu else 4096)
-    p.add_argument("--dtype", default="bfloat16")
-    p.add_argument("--load-format", default="dummy")
-    p.add_argument("--enforce-eager", action=argparse.BooleanOptionalAction, default=not gpu)
-    p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--quick", action="store_true", help="smoke size (1 repetition: not a figure)")
+    add_engine_flags(p, gpu, max_tokens=512 if gpu else 64, max_num_seqs=256 if gpu else 32)
+    add_run_flags(p)
     p.add_argument("--phase", choices=("engine",), help=argparse.SUPPRESS)
     p.add_argument("--prompts", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -72,30 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.users, args.max_tokens, args.max_num_seqs, args.reps = 16, 16, 8, 1
     elif args.reps < 3 and args.phase is None:
         p.error("--reps must be at least 3 (the median of at least 3 is reported); --quick for a smoke run")
-    if args.model is None:
-        from prefstream.models.tiny import ensure_tiny_model
-
-        args.model = ensure_tiny_model()
-    return args
-
-
-def engine_env(args: argparse.Namespace) -> dict[str, str]:
-    """The model settings both arms read (the worker from its environment, the engine arm via load_section)."""
-    return {
-        "PREFSTREAM_MODEL_BACKEND": "vllm",
-        "PREFSTREAM_MODEL": str(args.model),
-        "PREFSTREAM_VLLM_MAX_MODEL_LEN": str(args.max_model_len),
-        "PREFSTREAM_VLLM_MAX_NUM_SEQS": str(args.max_num_seqs),
-        "PREFSTREAM_VLLM_MAX_NUM_BATCHED_TOKENS": str(args.max_num_batched_tokens),
-        "PREFSTREAM_VLLM_DTYPE": args.dtype,
-        "PREFSTREAM_VLLM_LOAD_FORMAT": args.load_format,
-        "PREFSTREAM_VLLM_ENFORCE_EAGER": str(args.enforce_eager).lower(),
-        "PREFSTREAM_MAX_TOKENS": str(args.max_tokens),
-        "PREFSTREAM_PROMPT_TOKEN_BUDGET": str(args.max_model_len - args.max_tokens),
-        "PREFSTREAM_TIMEOUT_START_OVERHEAD_S": "3600",  # the benchmark measures, it does not time out
-        "PREFSTREAM_UPDATE_TIMEOUT_S": "3600",
-        "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2"),  # GiB; ignored on a GPU
-    }
+    return resolve_model(args)
 
 
 def backlog(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
@@ -157,12 +128,16 @@ def engine_phase(args: argparse.Namespace) -> None:
                     assert final is not None
                     trace.append((start, time.time(), len(ids), len(final.outputs[0].token_ids)))
 
+            cpu0 = time.process_time()
             await asyncio.gather(*(one(i, ids) for i, ids in enumerate(prompts)))
+            cpu.append(time.process_time() - cpu0)
         finally:
             engine.shutdown()
         return trace
 
-    args.out.write_text(json.dumps(asyncio.run(main())))
+    cpu: list[float] = []  # the front end's CPU seconds (this process; the engine core is a child)
+    trace = asyncio.run(main())
+    args.out.write_text(json.dumps({"trace": trace, "frontend_cpu_s": cpu[0]}))
 
 
 def run_engine(args: argparse.Namespace, prompts_file: Path, workdir: Path, rep: int) -> dict[str, Any]:
@@ -180,8 +155,9 @@ def run_engine(args: argparse.Namespace, prompts_file: Path, workdir: Path, rep:
             raise
     if rc != 0:
         raise RuntimeError(f"engine arm failed (exit {rc}):\n{log.read_text(errors='replace')[-3000:]}")
-    trace = [tuple(t) for t in json.loads(out.read_text())]
-    return figures(trace, window_end=max(t[1] for t in trace))
+    got = json.loads(out.read_text())
+    trace = [tuple(t) for t in got["trace"]]
+    return {**figures(trace, window_end=max(t[1] for t in trace)), "frontend_cpu_s": round(got["frontend_cpu_s"], 2)}
 
 
 def _engine_flags(args: argparse.Namespace) -> list[str]:
@@ -195,29 +171,52 @@ def _engine_flags(args: argparse.Namespace) -> list[str]:
 
 
 def run_worker(args: argparse.Namespace, bootstrap: str, events_topic: str, workdir: Path, rep: int) -> dict[str, Any]:
+    """The backlog is made pending first (a `ledger` worker ingests it with a policy that starts no update,
+    then stops); the vllm worker then starts on the same state and group, so every user is due at once and
+    the window measures folding, not ingesting."""
     trace_path = workdir / f"worker-{rep}.trace"
+    total = args.users * args.per_user
     env = {
         **CI_WORKER_ENV, **app_env(bootstrap, "e2e", events_topic=events_topic), **engine_env(args),
         **load.flush_env(args.per_user, args.per_user), "PREFSTREAM_PARTITIONS": str(PARTITIONS),
         "PREFSTREAM_BENCH_TRACE": str(trace_path),
     }  # fmt: skip
-    worker = BenchWorker(env, f"e2e-{rep}", workdir, [sys.executable, str(HERE.parent / "vllm_worker.py")])
+    ingest_env = {**env, **load.flush_env(args.per_user + 1, args.per_user + 1, max_wait_s=86_400, idle_s=86_400),
+                  "PREFSTREAM_MODEL_BACKEND": "ledger"}  # fmt: skip
+    name = f"e2e-{rep}"  # the same name: the same data dir (the tables the ledger worker wrote)
     profiles = None
     try:
-        worker.start()
-        worker.wait_ready(600)
-        profiles = ProfileTimes(bootstrap, env["PREFSTREAM_PROFILES_TOPIC"])
-        total = args.users * args.per_user
-        profiles.wait_for(total, 3600, "the backlog in profiles", worker.alive)
-        last_publish = max(profiles.first_seen.values())
+        ingest = BenchWorker(ingest_env, name, workdir).start()
+        try:
+            ingest.wait_ready(600)
+            wait_until(lambda: ingest.metric("prefstream_events_accepted_total") >= total, 600, "the backlog pending")
+        finally:
+            ingest.stop(60)
+        worker = BenchWorker(env, name, workdir, [sys.executable, str(HERE.parent / "vllm_worker.py")]).start()
+        try:
+            worker.wait_ready(600)
+            cpu0 = _cpu_s(worker)
+            profiles = ProfileTimes(bootstrap, env["PREFSTREAM_PROFILES_TOPIC"])
+            profiles.wait_for(total, 3600, "the backlog in profiles", worker.alive)
+            cpu = _cpu_s(worker) - cpu0
+            last_publish = max(profiles.first_seen.values())
+        finally:
+            worker.stop(60)
     finally:
-        worker.stop(60)
         if profiles is not None:
             profiles.close()
         close_clients()
         delete_topics(bootstrap, {k: v for k, v in env.items() if k != "PREFSTREAM_EVENTS_TOPIC"})
     trace = [tuple(float(x) for x in line.split()) for line in trace_path.read_text().splitlines() if line]
-    return figures(trace, window_end=last_publish)
+    return {**figures(trace, window_end=last_publish), "frontend_cpu_s": round(cpu, 2)}
+
+
+def _cpu_s(worker: BenchWorker) -> float:
+    """CPU seconds (user + system) the worker's main process has used: the stream and the engine's front
+    end (the engine core is a child process)."""
+    assert worker.proc is not None
+    fields = Path(f"/proc/{worker.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def figures(trace: list[tuple[float, ...]], *, window_end: float) -> dict[str, Any]:
@@ -254,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         prompts_file = workdir / "prompts.json"
         prompts_file.write_text(json.dumps(prompts))
         shared = app_env(bootstrap, "e2e")
-        _create_events_topic(bootstrap, shared["PREFSTREAM_EVENTS_TOPIC"])
+        create_topic(bootstrap, shared["PREFSTREAM_EVENTS_TOPIC"], PARTITIONS)
         producer = Producer(bootstrap, shared["PREFSTREAM_EVENTS_TOPIC"], PARTITIONS)
         for events in users.values():
             for e in events:
@@ -297,22 +296,12 @@ def main(argv: list[str] | None = None) -> int:
         ax.set_ylabel("output tokens/s")
         ax.set_title(f"end to end vs engine: {ratio:.2f} (engine idle {idle:.1%} of the worker's window)")
 
-    write_results(NAME, payload, plot)
+    write_results(NAME, payload, plot, args.results)
     print(f"worker {worker:.2f} updates/s ({payload['median']['worker_output_tok_per_s']:.0f} out tok/s, engine idle "
           f"{idle:.1%}) | raw AsyncLLM {engine:.2f} updates/s ({payload['median']['engine_output_tok_per_s']:.0f} "
           f"out tok/s) | same prompts: {same_prompts} | ratio {ratio:.3f} (goal >= 0.9)")  # fmt: skip
     ratio_line(NAME, ratio)
     return 0
-
-
-def _create_events_topic(bootstrap: str, topic: str) -> None:
-    from kafka.admin import KafkaAdminClient, NewTopic
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
-    finally:
-        admin.close()
 
 
 if __name__ == "__main__":

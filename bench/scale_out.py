@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import load  # noqa: E402
 from bench.common import (  # noqa: E402
+    add_run_flags,
     alternate, broker, describe, install_signal_handlers, machine, median_of, ratio_line, write_results,
 )  # fmt: skip
 
@@ -39,8 +40,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model-delay", type=float, default=0.5, help="ledger latency per update, s")
     p.add_argument("--concurrency", type=int, default=8, help="model window per worker")
     p.add_argument("--partitions", type=int, default=8)
-    p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--quick", action="store_true", help="smoke size (1 repetition: not a figure)")
+    add_run_flags(p)
     args = p.parse_args(argv)
     if args.quick:
         args.users, args.model_delay, args.reps = 64, 0.25, 1
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         ax.set_title(f"scale-out: {two / one:.2f}x ({args.model_delay} s model, window {args.concurrency}/worker)")
         ax.legend(fontsize=7)
 
-    write_results(NAME, payload, plot)
+    write_results(NAME, payload, plot, args.results)
     print(f"1 worker {one:.1f} events/s | 2 workers {two:.1f} events/s | model ceiling {ceiling:.0f} events/s "
           f"per worker | ratio {ratio:.2f} (goal >= 1.7)")  # fmt: skip
     ratio_line(NAME, ratio)

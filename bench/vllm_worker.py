@@ -20,6 +20,7 @@ computes the engine's idle fraction. Before the worker joins its group the engin
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import sys
@@ -35,6 +36,45 @@ from prefstream.models.interface import UpdateRequest, UpdateSuccess, Usage  # n
 from prefstream.schemas.evidence import Evidence, Triple  # noqa: E402
 
 WARM_UP_TRIPLES = 4
+
+
+def add_engine_flags(p: argparse.ArgumentParser, gpu: bool, *, max_tokens: int, max_num_seqs: int) -> None:
+    """The engine settings a benchmark passes explicitly (GPU: CUDA graphs on, longer sequences)."""
+    p.add_argument("--model", type=Path, default=None, help="model directory (default: the tiny local model)")
+    p.add_argument("--max-tokens", type=int, default=max_tokens, help="tokens every generation runs to")
+    p.add_argument("--max-num-seqs", type=int, default=max_num_seqs, help="engine batch = the model window")
+    p.add_argument("--max-model-len", type=int, default=4096 if gpu else 2048)
+    p.add_argument("--max-num-batched-tokens", type=int, default=8192 if gpu else 4096)
+    p.add_argument("--dtype", default="bfloat16")
+    p.add_argument("--load-format", default="dummy")
+    p.add_argument("--enforce-eager", action=argparse.BooleanOptionalAction, default=not gpu)
+
+
+def resolve_model(args: argparse.Namespace) -> argparse.Namespace:
+    if args.model is None:
+        from prefstream.models.tiny import ensure_tiny_model
+
+        args.model = ensure_tiny_model()
+    return args
+
+
+def engine_env(args: argparse.Namespace) -> dict[str, str]:
+    """The model settings both arms read (the worker from its environment, the engine arm via load_section)."""
+    return {
+        "PREFSTREAM_MODEL_BACKEND": "vllm",
+        "PREFSTREAM_MODEL": str(args.model),
+        "PREFSTREAM_VLLM_MAX_MODEL_LEN": str(args.max_model_len),
+        "PREFSTREAM_VLLM_MAX_NUM_SEQS": str(args.max_num_seqs),
+        "PREFSTREAM_VLLM_MAX_NUM_BATCHED_TOKENS": str(args.max_num_batched_tokens),
+        "PREFSTREAM_VLLM_DTYPE": args.dtype,
+        "PREFSTREAM_VLLM_LOAD_FORMAT": args.load_format,
+        "PREFSTREAM_VLLM_ENFORCE_EAGER": str(args.enforce_eager).lower(),
+        "PREFSTREAM_MAX_TOKENS": str(args.max_tokens),
+        "PREFSTREAM_PROMPT_TOKEN_BUDGET": str(args.max_model_len - args.max_tokens),
+        "PREFSTREAM_TIMEOUT_START_OVERHEAD_S": "3600",  # the benchmark measures, it does not time out
+        "PREFSTREAM_UPDATE_TIMEOUT_S": "3600",
+        "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2"),  # GiB; ignored on a GPU
+    }
 
 
 def warm_up_ids(tokenizer: Any) -> list[int]:
