@@ -202,6 +202,12 @@ class BenchWorker(Worker):
         self.proc = subprocess.Popen(self.cmd, env=self.env, cwd=ROOT, stdout=log, stderr=log, start_new_session=True)
         return self
 
+    def stop(self, timeout: float = 30.0) -> None:
+        super().stop(timeout)
+        if self.proc is not None:  # what the worker started (a vLLM engine core) goes with it
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
 
 # --- reading the results -------------------------------------------------------------------------
 

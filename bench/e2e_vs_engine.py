@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -47,6 +48,7 @@ from bench.vllm_worker import add_engine_flags, engine_env, resolve_model  # noq
 from tests.streams.harness import CI_WORKER_ENV, Producer, event  # noqa: E402
 
 NAME = "e2e_vs_engine"
+LABELS = {"worker": "prefstream worker", "engine": "raw AsyncLLM", "worker, no queue": "worker, no engine queue"}
 HERE = Path(__file__).resolve()
 PARTITIONS = 4
 
@@ -58,6 +60,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--per-user", type=int, default=4, help="pending events per user = events per update")
     add_engine_flags(p, gpu, max_tokens=512 if gpu else 64, max_num_seqs=256 if gpu else 32)
     add_run_flags(p)
+    p.add_argument("--no-queue-arm", action="store_true",
+                   help="also run the worker with PREFSTREAM_VLLM_QUEUED_FRACTION=0 (no queue in the engine)")
     p.add_argument("--phase", choices=("engine",), help=argparse.SUPPRESS)
     p.add_argument("--prompts", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -105,7 +109,7 @@ def engine_phase(args: argparse.Namespace) -> None:
 
     from bench.vllm_worker import warm_up, warm_up_ids
     from prefstream.models.backends.common import tokenizer_path
-    from prefstream.models.backends.vllm_engine import engine_args, sampling_params
+    from prefstream.models.backends.vllm_engine import engine_args, sampling_params, stream_window
     from prefstream.models.tokens import PromptTokenizer
     from prefstream.settings import ModelSettings, load_section
 
@@ -117,8 +121,8 @@ def engine_phase(args: argparse.Namespace) -> None:
         engine = AsyncLLM.from_engine_args(engine_args(settings))
         trace: list[tuple[float, float, int, int]] = []
         try:
-            await warm_up(engine, params, warm_up_ids(PromptTokenizer(tokenizer_path(settings))), args.max_num_seqs)
-            window = asyncio.Semaphore(args.max_num_seqs)
+            await warm_up(engine, params, warm_up_ids(PromptTokenizer(tokenizer_path(settings))), stream_window(settings))
+            window = asyncio.Semaphore(stream_window(settings))  # the worker's window, from the same settings
 
             async def one(i: int, ids: list[int]) -> None:
                 async with window:
@@ -150,7 +154,7 @@ def run_engine(args: argparse.Namespace, prompts_file: Path, workdir: Path, rep:
         try:
             rc = proc.wait()
         except BaseException:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)  # the engine core and its workers are in the child's group
             proc.wait()
             raise
     if rc != 0:
@@ -164,26 +168,30 @@ def _engine_flags(args: argparse.Namespace) -> list[str]:
     return ["--max-tokens", str(args.max_tokens), "--max-num-seqs", str(args.max_num_seqs),
             "--max-model-len", str(args.max_model_len), "--max-num-batched-tokens", str(args.max_num_batched_tokens),
             "--dtype", args.dtype, "--load-format", args.load_format,
-            "--enforce-eager" if args.enforce_eager else "--no-enforce-eager"]  # fmt: skip
+            "--enforce-eager" if args.enforce_eager else "--no-enforce-eager",
+            "--queued-fraction", str(args.queued_fraction)]  # fmt: skip
 
 
 # --- the worker arm ------------------------------------------------------------------------------
 
 
-def run_worker(args: argparse.Namespace, bootstrap: str, events_topic: str, workdir: Path, rep: int) -> dict[str, Any]:
+def run_worker(args: argparse.Namespace, bootstrap: str, events_topic: str, workdir: Path, rep: int,
+               queued_fraction: float | None = None) -> dict[str, Any]:  # fmt: skip
     """The backlog is made pending first (a `ledger` worker ingests it with a policy that starts no update,
     then stops); the vllm worker then starts on the same state and group, so every user is due at once and
     the window measures folding, not ingesting."""
-    trace_path = workdir / f"worker-{rep}.trace"
+    queued = args.queued_fraction if queued_fraction is None else queued_fraction
+    trace_path = workdir / f"worker-{rep}-{queued}.trace"
     total = args.users * args.per_user
     env = {
         **CI_WORKER_ENV, **app_env(bootstrap, "e2e", events_topic=events_topic), **engine_env(args),
+        "PREFSTREAM_VLLM_QUEUED_FRACTION": str(queued),
         **load.flush_env(args.per_user, args.per_user), "PREFSTREAM_PARTITIONS": str(PARTITIONS),
         "PREFSTREAM_BENCH_TRACE": str(trace_path),
     }  # fmt: skip
     ingest_env = {**env, **load.flush_env(args.per_user + 1, args.per_user + 1, max_wait_s=86_400, idle_s=86_400),
                   "PREFSTREAM_MODEL_BACKEND": "ledger"}  # fmt: skip
-    name = f"e2e-{rep}"  # the same name: the same data dir (the tables the ledger worker wrote)
+    name = f"e2e-{rep}-{queued}"  # the same name: the same data dir (the tables the ledger worker wrote)
     profiles = None
     try:
         ingest = BenchWorker(ingest_env, name, workdir).start()
@@ -260,10 +268,14 @@ def main(argv: list[str] | None = None) -> int:
                 producer.send(e)
         producer.flush()
         try:
-            runs = alternate({
-                "worker": lambda rep: run_worker(args, bootstrap, shared["PREFSTREAM_EVENTS_TOPIC"], workdir, rep),
+            topic = shared["PREFSTREAM_EVENTS_TOPIC"]
+            arms = {
+                "worker": lambda rep: run_worker(args, bootstrap, topic, workdir, rep),
                 "engine": lambda rep: run_engine(args, prompts_file, workdir, rep),
-            }, args.reps)  # fmt: skip
+            }
+            if args.no_queue_arm:  # the worker as it was before the engine queue (diagnostic, not in the ratio)
+                arms["worker, no queue"] = lambda rep: run_worker(args, bootstrap, topic, workdir, rep, 0.0)
+            runs = alternate(arms, args.reps)
         finally:
             close_clients()
             delete_topics(bootstrap, shared)
@@ -286,13 +298,18 @@ def main(argv: list[str] | None = None) -> int:
         },
         "ratio": round(ratio, 3), "goal": 0.9,
     }  # fmt: skip
+    if "worker, no queue" in runs:
+        nq = runs["worker, no queue"]
+        payload["median"]["worker_no_queue_updates_per_s"] = median_of(nq, "updates_per_s")
+        payload["median"]["worker_no_queue_engine_idle_fraction"] = median_of(nq, "engine_idle_fraction")
+        payload["ratio_no_queue"] = round(median_of(nq, "updates_per_s") / engine, 3)
 
     def plot(fig: Any) -> None:
         ax = fig.add_subplot(1, 1, 1)
         for i, (name, rs) in enumerate(runs.items()):
             ax.bar(i + 1, median_of(rs, "output_tok_per_s"), alpha=0.7, label=name)
             ax.scatter([i + 1] * len(rs), [r["output_tok_per_s"] for r in rs], color="gray", s=12, zorder=3)
-        ax.set_xticks([1, 2], ["prefstream worker", "raw AsyncLLM"])
+        ax.set_xticks(range(1, len(runs) + 1), [LABELS.get(n, n) for n in runs], fontsize=8)
         ax.set_ylabel("output tokens/s")
         ax.set_title(f"end to end vs engine: {ratio:.2f} (engine idle {idle:.1%} of the worker's window)")
 
@@ -300,6 +317,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"worker {worker:.2f} updates/s ({payload['median']['worker_output_tok_per_s']:.0f} out tok/s, engine idle "
           f"{idle:.1%}) | raw AsyncLLM {engine:.2f} updates/s ({payload['median']['engine_output_tok_per_s']:.0f} "
           f"out tok/s) | same prompts: {same_prompts} | ratio {ratio:.3f} (goal >= 0.9)")  # fmt: skip
+    if "ratio_no_queue" in payload:
+        print(f"worker without the engine queue (PREFSTREAM_VLLM_QUEUED_FRACTION=0): "
+              f"{payload['median']['worker_no_queue_updates_per_s']:.2f} updates/s, engine idle "
+              f"{payload['median']['worker_no_queue_engine_idle_fraction']:.1%}, ratio {payload['ratio_no_queue']:.3f}")
     ratio_line(NAME, ratio)
     return 0
 

@@ -54,7 +54,7 @@ def run(bootstrap: str, workdir: Path, prefix: str, plan: Plan, worker_env: dict
         cmd: list[str] | None = None, timeout: float = 900.0) -> dict[str, Any]:  # fmt: skip
     """Start `workers` workers, wait until the group is stable, produce `plan`, wait for every event's profile."""
     env = {**CI_WORKER_ENV, **app_env(bootstrap, prefix), "PREFSTREAM_PARTITIONS": str(plan.partitions), **worker_env}
-    procs = [BenchWorker(env, f"{prefix}-{i}", workdir, cmd) for i in range(workers)]
+    procs = [BenchWorker(env, f"{env['PREFSTREAM_APP_ID']}-{i}", workdir, cmd) for i in range(workers)]  # fresh data dirs
     profiles: ProfileTimes | None = None
     try:
         for w in procs:

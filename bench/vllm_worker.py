@@ -48,6 +48,7 @@ def add_engine_flags(p: argparse.ArgumentParser, gpu: bool, *, max_tokens: int, 
     p.add_argument("--dtype", default="bfloat16")
     p.add_argument("--load-format", default="dummy")
     p.add_argument("--enforce-eager", action=argparse.BooleanOptionalAction, default=not gpu)
+    p.add_argument("--queued-fraction", type=float, default=0.25, help="PREFSTREAM_VLLM_QUEUED_FRACTION")
 
 
 def resolve_model(args: argparse.Namespace) -> argparse.Namespace:
@@ -65,6 +66,7 @@ def engine_env(args: argparse.Namespace) -> dict[str, str]:
         "PREFSTREAM_MODEL": str(args.model),
         "PREFSTREAM_VLLM_MAX_MODEL_LEN": str(args.max_model_len),
         "PREFSTREAM_VLLM_MAX_NUM_SEQS": str(args.max_num_seqs),
+        "PREFSTREAM_VLLM_QUEUED_FRACTION": str(args.queued_fraction),
         "PREFSTREAM_VLLM_MAX_NUM_BATCHED_TOKENS": str(args.max_num_batched_tokens),
         "PREFSTREAM_VLLM_DTYPE": args.dtype,
         "PREFSTREAM_VLLM_LOAD_FORMAT": args.load_format,

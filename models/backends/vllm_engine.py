@@ -18,6 +18,7 @@ vLLM and torch are imported only inside this module's functions.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -64,6 +65,16 @@ def engine_kwargs(m: ModelSettings) -> dict[str, Any]:
     }
 
 
+def stream_window(m: ModelSettings) -> int:
+    """How many updates the stream keeps in flight: the engine's batch, plus a queue that refills it.
+
+    The engine admits a waiting request at its next step; without a queue a finished sequence's slot stays
+    empty until the stream has read the user's state, counted and encoded the prompt and submitted it, on
+    an event loop that is also applying results (measured: a median 139 ms per slot, bench/e2e_vs_engine.py).
+    """
+    return m.vllm_max_num_seqs + math.ceil(m.vllm_max_num_seqs * m.vllm_queued_fraction)
+
+
 def engine_args(m: ModelSettings, **overrides: Any) -> Any:
     from vllm.engine.arg_utils import AsyncEngineArgs
 
@@ -103,7 +114,7 @@ class VllmBackend:
         self.settings = settings
         self.model_id = settings.effective_model_id
         self.prompt_version = P.PROMPT_VERSION
-        self.max_concurrency = settings.vllm_max_num_seqs
+        self.max_concurrency = stream_window(settings)
         self.prompt_token_budget = settings.prompt_token_budget
         self.tokenizer = PromptTokenizer(tokenizer_path(settings))
         self.timebox = TimeBox.from_settings(settings)
