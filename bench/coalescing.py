@@ -50,9 +50,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     gpu = gpu_name() is not None
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", choices=("ledger", "vllm", "both"), default="both")
-    p.add_argument("--users", type=int, default=100, help="ledger arm")
+    # The simulated model's default capacity is 4 calls/s (2 s x 8): "a few updates per second", an 8B
+    # reasoning model on one GPU; a faster model makes the worker's own throughput the limit on a small box.
+    p.add_argument("--users", type=int, default=30, help="ledger arm")
     p.add_argument("--per-user", type=int, default=20, help="ledger arm: events per user")
-    p.add_argument("--model-delay", type=float, default=0.25, help="ledger latency per call, s")
+    p.add_argument("--model-delay", type=float, default=2.0, help="ledger latency per call, s")
     p.add_argument("--concurrency", type=int, default=8, help="ledger window")
     p.add_argument("--vllm-users", type=int, default=256 if gpu else 32)
     p.add_argument("--vllm-per-user", type=int, default=8)
@@ -61,7 +63,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add_run_flags(p)
     args = p.parse_args(argv)
     if args.quick:
-        args.users, args.per_user, args.reps = 24, 5, 1
+        args.users, args.per_user, args.model_delay, args.reps = 24, 5, 0.25, 1
         args.vllm_users, args.vllm_per_user, args.max_tokens, args.max_num_seqs = 8, 4, 16, 8
     elif args.reps < 3:
         p.error("--reps must be at least 3 (the median of at least 3 is reported); --quick for a smoke run")

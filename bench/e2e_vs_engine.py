@@ -132,16 +132,17 @@ def engine_phase(args: argparse.Namespace) -> None:
                     assert final is not None
                     trace.append((start, time.time(), len(ids), len(final.outputs[0].token_ids)))
 
-            cpu0 = time.process_time()
+            cpu0 = proc_cpu_s(os.getpid())
             await asyncio.gather(*(one(i, ids) for i, ids in enumerate(prompts)))
-            cpu.append(time.process_time() - cpu0)
+            cpu1 = proc_cpu_s(os.getpid())
+            cpu.extend([cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]])
         finally:
             engine.shutdown()
         return trace
 
-    cpu: list[float] = []  # the front end's CPU seconds (this process; the engine core is a child)
+    cpu: list[float] = []  # CPU seconds of the front end (this process) and of the engine (its children)
     trace = asyncio.run(main())
-    args.out.write_text(json.dumps({"trace": trace, "frontend_cpu_s": cpu[0]}))
+    args.out.write_text(json.dumps({"trace": trace, "frontend_cpu_s": cpu[0], "engine_cpu_s": cpu[1]}))
 
 
 def run_engine(args: argparse.Namespace, prompts_file: Path, workdir: Path, rep: int) -> dict[str, Any]:
@@ -161,7 +162,8 @@ def run_engine(args: argparse.Namespace, prompts_file: Path, workdir: Path, rep:
         raise RuntimeError(f"engine arm failed (exit {rc}):\n{log.read_text(errors='replace')[-3000:]}")
     got = json.loads(out.read_text())
     trace = [tuple(t) for t in got["trace"]]
-    return {**figures(trace, window_end=max(t[1] for t in trace)), "frontend_cpu_s": round(got["frontend_cpu_s"], 2)}
+    return {**figures(trace, window_end=max(t[1] for t in trace)), "frontend_cpu_s": round(got["frontend_cpu_s"], 2),
+            "engine_cpu_s": round(got.get("engine_cpu_s", float("nan")), 2)}  # fmt: skip
 
 
 def _engine_flags(args: argparse.Namespace) -> list[str]:
@@ -200,13 +202,18 @@ def run_worker(args: argparse.Namespace, bootstrap: str, events_topic: str, work
             wait_until(lambda: ingest.metric("prefstream_events_accepted_total") >= total, 600, "the backlog pending")
         finally:
             ingest.stop(60)
+        # The vllm worker joins an empty group: joining while the ingest member is still being removed made
+        # the coordinator drop the new member and rebalance mid-measurement (a 2 s stall, seen once).
+        wait_until(lambda: _group_state(bootstrap, env["PREFSTREAM_APP_ID"]) == "Empty", 120, "the group empty")
         worker = BenchWorker(env, name, workdir, [sys.executable, str(HERE.parent / "vllm_worker.py")]).start()
         try:
             worker.wait_ready(600)
-            cpu0 = _cpu_s(worker)
+            assert worker.proc is not None
+            cpu0, engine0 = proc_cpu_s(worker.proc.pid)
             profiles = ProfileTimes(bootstrap, env["PREFSTREAM_PROFILES_TOPIC"])
             profiles.wait_for(total, 3600, "the backlog in profiles", worker.alive)
-            cpu = _cpu_s(worker) - cpu0
+            cpu1, engine1 = proc_cpu_s(worker.proc.pid)
+            cpu, engine_cpu = cpu1 - cpu0, engine1 - engine0
             last_publish = max(profiles.first_seen.values())
         finally:
             worker.stop(60)
@@ -216,15 +223,47 @@ def run_worker(args: argparse.Namespace, bootstrap: str, events_topic: str, work
         close_clients()
         delete_topics(bootstrap, {k: v for k, v in env.items() if k != "PREFSTREAM_EVENTS_TOPIC"})
     trace = [tuple(float(x) for x in line.split()) for line in trace_path.read_text().splitlines() if line]
-    return {**figures(trace, window_end=last_publish), "frontend_cpu_s": round(cpu, 2)}
+    return {**figures(trace, window_end=last_publish), "frontend_cpu_s": round(cpu, 2),
+            "engine_cpu_s": round(engine_cpu, 2)}  # fmt: skip
+
+
+def _group_state(bootstrap: str, group: str) -> str:
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        return str(admin.describe_groups([group])[group]["group_state"])
+    finally:
+        admin.close()
 
 
 def _cpu_s(worker: BenchWorker) -> float:
     """CPU seconds (user + system) the worker's main process has used: the stream and the engine's front
     end (the engine core is a child process)."""
     assert worker.proc is not None
-    fields = Path(f"/proc/{worker.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return proc_cpu_s(worker.proc.pid)[0]
+
+
+def proc_cpu_s(pid: int) -> tuple[float, float]:
+    """(CPU seconds of process `pid`, CPU seconds of all its descendants: the engine core and its workers)."""
+    tck = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tck)
+    children: dict[int, list[int]] = {}
+    for p, (ppid, _) in stats.items():
+        children.setdefault(ppid, []).append(p)
+    below, todo = 0.0, list(children.get(pid, []))
+    while todo:
+        p = todo.pop()
+        below += stats[p][1]
+        todo += children.get(p, [])
+    return stats.get(pid, (0, 0.0))[1], below
 
 
 def figures(trace: list[tuple[float, ...]], *, window_end: float) -> dict[str, Any]:
