@@ -48,7 +48,7 @@ from bench.vllm_worker import add_engine_flags, engine_env, resolve_model  # noq
 from tests.streams.harness import CI_WORKER_ENV, Producer, event  # noqa: E402
 
 NAME = "e2e_vs_engine"
-LABELS = {"worker": "prefstream worker", "engine": "raw AsyncLLM", "worker, no queue": "worker, no engine queue"}
+LABELS = {"worker": "prefstream worker", "engine": "raw AsyncLLM", "worker, queue": "worker, engine queue"}
 HERE = Path(__file__).resolve()
 PARTITIONS = 4
 
@@ -60,8 +60,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--per-user", type=int, default=4, help="pending events per user = events per update")
     add_engine_flags(p, gpu, max_tokens=512 if gpu else 64, max_num_seqs=256 if gpu else 32)
     add_run_flags(p)
-    p.add_argument("--no-queue-arm", action="store_true",
-                   help="also run the worker with PREFSTREAM_VLLM_QUEUED_FRACTION=0 (no queue in the engine)")
+    p.add_argument("--queue-arm", type=float, default=None, metavar="FRACTION",
+                   help="also run the worker with this PREFSTREAM_VLLM_QUEUED_FRACTION (diagnostic, not in the ratio)")
     p.add_argument("--phase", choices=("engine",), help=argparse.SUPPRESS)
     p.add_argument("--prompts", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -312,8 +312,8 @@ def main(argv: list[str] | None = None) -> int:
                 "worker": lambda rep: run_worker(args, bootstrap, topic, workdir, rep),
                 "engine": lambda rep: run_engine(args, prompts_file, workdir, rep),
             }
-            if args.no_queue_arm:  # the worker as it was before the engine queue (diagnostic, not in the ratio)
-                arms["worker, no queue"] = lambda rep: run_worker(args, bootstrap, topic, workdir, rep, 0.0)
+            if args.queue_arm is not None:  # the worker with another engine queue (diagnostic, not in the ratio)
+                arms["worker, queue"] = lambda rep: run_worker(args, bootstrap, topic, workdir, rep, args.queue_arm)
             runs = alternate(arms, args.reps)
         finally:
             close_clients()
@@ -337,11 +337,11 @@ def main(argv: list[str] | None = None) -> int:
         },
         "ratio": round(ratio, 3), "goal": 0.9,
     }  # fmt: skip
-    if "worker, no queue" in runs:
-        nq = runs["worker, no queue"]
-        payload["median"]["worker_no_queue_updates_per_s"] = median_of(nq, "updates_per_s")
-        payload["median"]["worker_no_queue_engine_idle_fraction"] = median_of(nq, "engine_idle_fraction")
-        payload["ratio_no_queue"] = round(median_of(nq, "updates_per_s") / engine, 3)
+    if "worker, queue" in runs:
+        q = runs["worker, queue"]
+        payload["median"]["worker_queue_updates_per_s"] = median_of(q, "updates_per_s")
+        payload["median"]["worker_queue_engine_idle_fraction"] = median_of(q, "engine_idle_fraction")
+        payload["ratio_queue"] = round(median_of(q, "updates_per_s") / engine, 3)
 
     def plot(fig: Any) -> None:
         ax = fig.add_subplot(1, 1, 1)
@@ -356,10 +356,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"worker {worker:.2f} updates/s ({payload['median']['worker_output_tok_per_s']:.0f} out tok/s, engine idle "
           f"{idle:.1%}) | raw AsyncLLM {engine:.2f} updates/s ({payload['median']['engine_output_tok_per_s']:.0f} "
           f"out tok/s) | same prompts: {same_prompts} | ratio {ratio:.3f} (goal >= 0.9)")  # fmt: skip
-    if "ratio_no_queue" in payload:
-        print(f"worker without the engine queue (PREFSTREAM_VLLM_QUEUED_FRACTION=0): "
-              f"{payload['median']['worker_no_queue_updates_per_s']:.2f} updates/s, engine idle "
-              f"{payload['median']['worker_no_queue_engine_idle_fraction']:.1%}, ratio {payload['ratio_no_queue']:.3f}")
+    if "ratio_queue" in payload:
+        print(f"worker with PREFSTREAM_VLLM_QUEUED_FRACTION={args.queue_arm}: "
+              f"{payload['median']['worker_queue_updates_per_s']:.2f} updates/s, engine idle "
+              f"{payload['median']['worker_queue_engine_idle_fraction']:.1%}, ratio {payload['ratio_queue']:.3f}")
     ratio_line(NAME, ratio)
     return 0
 

@@ -48,7 +48,7 @@ def add_engine_flags(p: argparse.ArgumentParser, gpu: bool, *, max_tokens: int, 
     p.add_argument("--dtype", default="bfloat16")
     p.add_argument("--load-format", default="dummy")
     p.add_argument("--enforce-eager", action=argparse.BooleanOptionalAction, default=not gpu)
-    p.add_argument("--queued-fraction", type=float, default=0.25, help="PREFSTREAM_VLLM_QUEUED_FRACTION")
+    p.add_argument("--queued-fraction", type=float, default=0.0, help="PREFSTREAM_VLLM_QUEUED_FRACTION (both arms)")
 
 
 def resolve_model(args: argparse.Namespace) -> argparse.Namespace:

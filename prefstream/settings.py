@@ -344,15 +344,15 @@ class ModelSettings:
     vllm_max_num_seqs: int = setting(
         "PREFSTREAM_VLLM_MAX_NUM_SEQS",
         256,
-        "Most sequences the engine batches at once. The stream keeps this many updates in flight, plus "
-        "PREFSTREAM_VLLM_QUEUED_FRACTION of it queued in the engine.",
+        "Most sequences the engine batches at once; also how many updates the stream keeps in flight "
+        "(plus PREFSTREAM_VLLM_QUEUED_FRACTION of it).",
     )
     vllm_queued_fraction: float = setting(
         "PREFSTREAM_VLLM_QUEUED_FRACTION",
-        0.25,
+        0.0,
         "Updates kept waiting in the engine beyond MAX_NUM_SEQS, as a fraction of it (rounded up), so a finished "
         "sequence is replaced at the engine's next step instead of once the stream has built and sent another "
-        "request (milliseconds of the worker's event loop each, while it also applies results). 0: none.",
+        "request. 0: exactly MAX_NUM_SEQS in flight (docs/performance.md has the measurement).",
     )
     vllm_max_num_batched_tokens: int = setting(
         "PREFSTREAM_VLLM_MAX_NUM_BATCHED_TOKENS", 8192, "Token budget of one engine step (prefill chunks + decodes)."

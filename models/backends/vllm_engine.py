@@ -66,11 +66,12 @@ def engine_kwargs(m: ModelSettings) -> dict[str, Any]:
 
 
 def stream_window(m: ModelSettings) -> int:
-    """How many updates the stream keeps in flight: the engine's batch, plus a queue that refills it.
+    """How many updates the stream keeps in flight: the engine's batch, plus an optional queue that refills it.
 
     The engine admits a waiting request at its next step; without a queue a finished sequence's slot stays
     empty until the stream has read the user's state, counted and encoded the prompt and submitted it, on
-    an event loop that is also applying results (measured: a median 139 ms per slot, bench/e2e_vs_engine.py).
+    an event loop that is also applying results (measured on a busy 2-core CPU: a median 139-259 ms per
+    slot, bench/e2e_vs_engine.py). Off by default: its throughput gain was within that machine's noise.
     """
     return m.vllm_max_num_seqs + math.ceil(m.vllm_max_num_seqs * m.vllm_queued_fraction)
 
