@@ -127,6 +127,9 @@ class Arm:
 
         def stable() -> bool:
             nonlocal seen
+            for w in live:
+                if not w.alive():
+                    raise RuntimeError(f"{self.name}: worker {w.name} exited while starting:\n{w.tail(8)}")
             seen = self.members()
             urls = {w.url for w in live}
             owned = sorted(p for ps in seen.values() for p in ps)
