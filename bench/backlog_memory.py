@@ -46,6 +46,7 @@ def main() -> int:
             "PREFSTREAM_PARTITIONS": str(args.partitions), "PREFSTREAM_APP_ID": f"backlog.{token}",
             "PREFSTREAM_EVENTS_TOPIC": f"backlog.events.{token}", "PREFSTREAM_PROFILES_TOPIC": f"backlog.profiles.{token}",
             "PREFSTREAM_DLQ_TOPIC": f"backlog.dlq.{token}", "PREFSTREAM_FAILURES_TOPIC": f"backlog.failures.{token}",
+            "PREFSTREAM_UPDATES_TOPIC": f"backlog.updates.{token}",
         }  # fmt: skip
         try:
             figures = run_backlog(env, workdir, users=args.users, events=args.events, max_pending=args.max_pending,

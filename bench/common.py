@@ -126,6 +126,7 @@ def app_env(bootstrap: str, prefix: str, *, events_topic: str | None = None) -> 
         "PREFSTREAM_PROFILES_TOPIC": f"{prefix}.profiles.{token}",
         "PREFSTREAM_DLQ_TOPIC": f"{prefix}.dlq.{token}",
         "PREFSTREAM_FAILURES_TOPIC": f"{prefix}.failures.{token}",
+        "PREFSTREAM_UPDATES_TOPIC": f"{prefix}.updates.{token}",
         "PREFSTREAM_APP_ID": f"{prefix}-{token}",
         "PREFSTREAM_LOG_LEVEL": "warning",
     }

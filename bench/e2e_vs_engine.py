@@ -89,13 +89,14 @@ def rendered_prompts(args: argparse.Namespace, users: dict[str, list[dict[str, A
     from prefstream.schemas.evidence import to_evidence
     from prefstream.settings import LimitSettings, ModelSettings, load_section
 
-    env = engine_env(args)
-    tok = PromptTokenizer(tokenizer_path(load_section(ModelSettings, env)))
+    settings = load_section(ModelSettings, engine_env(args))
+    cap = settings.max_summary_tokens
+    tok = PromptTokenizer(tokenizer_path(settings), max_summary_tokens=cap)  # as VllmBackend builds it
     limits = load_section(LimitSettings, {})
     out = []
     for events in users.values():
         evidence = tuple(to_evidence(decode_event(None, json.dumps(e).encode(), limits)) for e in events)
-        out.append(tok.encode(P.render(None, evidence)))
+        out.append(tok.encode(P.render(None, evidence, max_summary_tokens=cap)))  # as backends.common.prepare
     return out
 
 

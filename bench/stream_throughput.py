@@ -52,6 +52,7 @@ def main() -> int:
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PREFSTREAM_PARTITIONS": str(args.partitions),
             "PREFSTREAM_EVENTS_TOPIC": f"bench.events.{token}", "PREFSTREAM_PROFILES_TOPIC": f"bench.profiles.{token}",
             "PREFSTREAM_DLQ_TOPIC": f"bench.dlq.{token}", "PREFSTREAM_FAILURES_TOPIC": f"bench.failures.{token}",
+            "PREFSTREAM_UPDATES_TOPIC": f"bench.updates.{token}",
             "PREFSTREAM_APP_ID": f"bench.{token}", "PREFSTREAM_LEDGER_DELAY_S": str(args.model_delay),
             "PREFSTREAM_LEDGER_CONCURRENCY": str(args.concurrency), "PREFSTREAM_LOG_LEVEL": "warning",
         }  # fmt: skip

@@ -108,7 +108,7 @@ def install(trace_path: Path) -> None:
         return real_sampling(m, degraded=degraded, **{"ignore_eos": True, **overrides})
 
     def ledger_outcome(request: UpdateRequest, *, text: str, finish_reason: str | None, prompt_tokens: int,
-                       completion_tokens: int, latency_s: float, model_id: str, max_summary_chars: int) -> Any:  # fmt: skip
+                       completion_tokens: int, latency_s: float, model_id: str, **_: Any) -> Any:  # fmt: skip
         end = time.time()
         trace.write(f"{end - latency_s:.6f} {end:.6f} {prompt_tokens} {completion_tokens}\n")
         ids = parse_ledger(request.previous_summary) + [e.event_id for e in request.evidence]

@@ -26,7 +26,6 @@ from prefstream.settings import Settings
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
-    parser.description = "Print the exact chat messages the model would get for a JSONL file of events."
     parser.add_argument("events", metavar="EVENTS.jsonl", help="events of one user, one JSON per line ('-': stdin)")
     parser.add_argument("--previous-summary", metavar="TEXT", default=None, help="the summary to fold into")
     parser.add_argument(
@@ -36,7 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
 
 
 def _read_lines(path: str) -> list[tuple[int, bytes]]:
-    raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    try:
+        raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or type(exc).__name__}") from None
     return [(n, line) for n, line in enumerate(raw.splitlines(), start=1) if line.strip()]
 
 
@@ -67,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if len(users) > 1:
         raise ConfigError(f"{args.events}: events of {len(users)} users; an update is for one user")
 
-    rendered = P.render(args.previous_summary, evidence)
+    rendered = P.render(args.previous_summary, evidence, max_summary_tokens=settings.model.max_summary_tokens)
     if args.rendered:
         sys.stdout.write(rendered.text)
         return 0

@@ -33,6 +33,19 @@ class FailureReason(enum.StrEnum):
     ABORTED = "aborted"  # the engine aborted the request (shutdown, admin abort)
 
 
+#: What each reason means, for operators (docs/schemas.md's table of failure reasons is generated from it).
+FAILURE_REASON_DOCS: dict[FailureReason, str] = {
+    FailureReason.NO_THINK_CLOSE: "The generation has no `</think>`: the model's reasoning never finished.",
+    FailureReason.EMPTY_SUMMARY: "Nothing follows the last `</think>`: no summary was written.",
+    FailureReason.TRUNCATED: "The generation hit PREFSTREAM_MAX_TOKENS before it ended.",
+    FailureReason.SUMMARY_TOO_LONG: "The summary is longer than PREFSTREAM_MAX_SUMMARY_CHARS.",
+    FailureReason.TIMEOUT: "The call ran past its time box and was aborted.",
+    FailureReason.OVER_BUDGET: "The prompt exceeds PREFSTREAM_PROMPT_TOKEN_BUDGET (the batch is split and retried).",
+    FailureReason.ENGINE_ERROR: "The engine or server rejected or failed the request.",
+    FailureReason.BACKEND_UNAVAILABLE: "The engine is dead or the server unreachable.",
+    FailureReason.ABORTED: "The engine aborted the request (shutdown, admin abort).",
+}
+
 # Failures worth retrying as they are; the others need a different request (split, degrade) or none.
 RETRYABLE: frozenset[FailureReason] = frozenset(
     {

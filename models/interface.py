@@ -25,6 +25,11 @@ class UpdateRequest(msgspec.Struct, frozen=True, kw_only=True):
     previous_summary: str | None
     evidence: tuple[Evidence, ...]
     degraded: bool = False  # a retry after failures: the backend may use a smaller reasoning budget
+    # The user's tenant (None: none). LLM backends salt the prefix cache with it (`cache_salt`), so cached
+    # prompt blocks are never shared across tenants. `user_id` is the user key (`tenant/user_id`).
+    tenant: str | None = None
+    # Scheduling priority in the engine: 0 for live updates, higher (runs later) for a backfill's updates.
+    priority: int = 0
 
 
 class Usage(msgspec.Struct, frozen=True, kw_only=True):

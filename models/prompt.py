@@ -54,6 +54,10 @@ _CLOSING = (
     "Now, given the above user's past prefernce summary and the interaction history, summarize the user preferences."
 )
 
+# Ours, not the authors': appended to the closing line only when PREFSTREAM_MAX_SUMMARY_TOKENS is set (the
+# model was not trained on it; the parser trims what overshoots). Unset, the prompt keeps the authors' bytes.
+_LENGTH_LIMIT = " Keep the summary within {n} tokens (about {words} words)."
+
 # Markers of the template, with how often each occurs: fixed ones once, per-triple ones N times.
 FIXED_MARKERS = ("=====Past Preference Summary=====", "=====Interaction History=====", "=====END=====")
 TRIPLE_MARKERS = ("*QUERY:*", "*CHOSEN ITEM BY THE USER:*", "*REJECTED ITEM BY THE USER:*")
@@ -100,6 +104,11 @@ def neutralise(text: str) -> tuple[str, int]:
 # --- rendering --------------------------------------------------------------------------------------------
 
 
+def prompt_version(max_summary_tokens: int | None = None) -> str:
+    """The name of the rendered template: the authors' (`PROMPT_VERSION`), or it plus the length limit."""
+    return PROMPT_VERSION if max_summary_tokens is None else f"{PROMPT_VERSION}+max-summary-tokens-{max_summary_tokens}"
+
+
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
     role: str
@@ -133,10 +142,13 @@ def _triple_block(idx: int, query: str, chosen: str, rejected: str) -> str:
     )
 
 
-def build_messages(previous_summary: str | None, triples: Sequence[Triple]) -> tuple[tuple[ChatMessage, ...], int]:
+def build_messages(
+    previous_summary: str | None, triples: Sequence[Triple], *, max_summary_tokens: int | None = None
+) -> tuple[tuple[ChatMessage, ...], int]:
     """The system and user messages for one update, and the number of neutralisations.
 
-    An empty previous summary counts as none (a stored summary is never empty).
+    An empty previous summary counts as none (a stored summary is never empty). `max_summary_tokens`
+    adds one sentence asking for a summary of at most that many tokens.
     """
     neutralised = 0
 
@@ -150,9 +162,12 @@ def build_messages(previous_summary: str | None, triples: Sequence[Triple]) -> t
         _triple_block(i + 1, clean(t.query), clean(t.chosen), clean(t.rejected)) for i, t in enumerate(triples)
     )
     past = clean(previous_summary) if previous_summary else NOT_PROVIDED
+    closing = _CLOSING
+    if max_summary_tokens is not None:
+        closing += _LENGTH_LIMIT.format(n=max_summary_tokens, words=max(1, max_summary_tokens * 3 // 4))
     user = (
         f"{_INSTRUCTION}\n=====Past Preference Summary=====\n\n{past}\n\n=====Interaction History=====\n{blocks}"
-        f"\n\n=====END=====\n\n{_CLOSING}"
+        f"\n\n=====END=====\n\n{closing}"
     )
     # The authors strip the user message (a no-op for this template; kept for byte fidelity).
     return (ChatMessage("system", SYSTEM_PROMPT), ChatMessage("user", user.strip())), neutralised
@@ -165,8 +180,16 @@ def render_chat(messages: Sequence[ChatMessage]) -> str:
     return "".join(parts)
 
 
-def render(previous_summary: str | None, evidence: Iterable[Evidence]) -> RenderedPrompt:
+def render(
+    previous_summary: str | None, evidence: Iterable[Evidence], *, max_summary_tokens: int | None = None
+) -> RenderedPrompt:
     """Render the update prompt for a previous summary (or none) and a batch of evidence."""
     triples = triples_of(evidence)
-    messages, neutralised = build_messages(previous_summary, triples)
-    return RenderedPrompt(messages=messages, text=render_chat(messages), triples=len(triples), neutralised=neutralised)
+    messages, neutralised = build_messages(previous_summary, triples, max_summary_tokens=max_summary_tokens)
+    return RenderedPrompt(
+        messages=messages,
+        text=render_chat(messages),
+        triples=len(triples),
+        neutralised=neutralised,
+        prompt_version=prompt_version(max_summary_tokens),
+    )

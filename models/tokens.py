@@ -41,9 +41,10 @@ def tokenizer_file(path: Path) -> Path:
 class PromptTokenizer:
     """Renders and encodes update prompts; counts their tokens."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, max_summary_tokens: int | None = None) -> None:
         from tokenizers import Tokenizer
 
+        self.max_summary_tokens = max_summary_tokens  # rendered into every prompt this tokenizer counts
         self.path = tokenizer_file(path)
         self._tok: Tokenizer = Tokenizer.from_file(str(self.path))
         added = self._tok.get_added_tokens_decoder()
@@ -76,7 +77,11 @@ class PromptTokenizer:
         return list(ids)
 
     def count_prompt_tokens(self, previous_summary: str | None, evidence: tuple[Evidence, ...]) -> int:
-        return len(self.encode(P.render(previous_summary, evidence)))
+        return len(self.encode(P.render(previous_summary, evidence, max_summary_tokens=self.max_summary_tokens)))
+
+    def count_text_tokens(self, text: str) -> int:
+        """Tokens of a plain text (a summary), without the chat frame."""
+        return len(self._tok.encode(text, add_special_tokens=False).ids)
 
     def decode(self, ids: list[int], *, skip_special_tokens: bool = False) -> str:
         return str(self._tok.decode(ids, skip_special_tokens=skip_special_tokens))

@@ -138,16 +138,47 @@ class _RedactSecrets(logging.Filter):
         return True
 
 
+# Records a client library logs at ERROR for a condition that is expected and retried: on every start
+# against a fresh broker (or after a coordinator moves) aiokafka looks up the group coordinator before
+# the broker has loaded __consumer_offsets and logs the answer at ERROR, then retries and succeeds.
+# (logger, message template) -> the error class names (the record's first argument) that are transient.
+TRANSIENT: dict[tuple[str, str], frozenset[str]] = {
+    ("aiokafka.consumer.group_coordinator", "Group Coordinator Request failed: %s"): frozenset(
+        {"GroupCoordinatorNotAvailableError", "GroupLoadInProgressError", "NotCoordinatorForGroupError"}
+    ),
+}
+
+
+class _DemoteTransients(logging.Filter):
+    """Logs the records `TRANSIENT` lists at INFO instead of ERROR (dropped when INFO is not enabled).
+
+    A coordinator that stays unavailable still shows, at INFO and through `RepeatFilter`, and `/readyz`
+    stays 503 until the group is joined; an ERROR at every normal start would teach operators to ignore
+    errors.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        names = TRANSIENT.get((record.name, record.msg if isinstance(record.msg, str) else ""))
+        args = record.args if isinstance(record.args, tuple) else ()
+        if names and record.levelno > logging.INFO and args and type(args[0]).__name__ in names:
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            return logging.getLogger().isEnabledFor(logging.INFO)
+        return True
+
+
 def stdlib_handler(fmt: str = "json", repeat_window_s: float | None = None) -> logging.Handler:
     """A stdlib handler that renders records (faust's, aiokafka's) the same way as structlog's own lines,
     with repeated records rate-limited (`RepeatFilter`; `repeat_window_s` None: the configured window)."""
     handler = logging.StreamHandler(_Stderr())  # type: ignore[arg-type]
+    handler.addFilter(_DemoteTransients())
     handler.addFilter(_RedactSecrets())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(foreign_pre_chain=[
             *_SHARED, structlog.stdlib.ExtraAdder(allow=["suppressed"]),
         ], processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta, _renderer(fmt),
+            # format_exc_info: a library's logged exception becomes the line's `exception` text.
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta, structlog.processors.format_exc_info,
+            _renderer(fmt),
         ])  # fmt: skip
     )
     handler.addFilter(RepeatFilter(_repeat_window_s if repeat_window_s is None else repeat_window_s))
@@ -169,13 +200,82 @@ def stdlib_logging_config(fmt: str, level: str, repeat_window_s: float | None = 
     }
 
 
+class RootCauseFile(logging.Handler):
+    """Writes the root cause of the first ERROR record to `path`, as one line `Type: message`.
+
+    vLLM starts its engine core in a child process, which starts its workers in more; when a worker
+    fails, each process above it logs its own "failed to start" and the parent only learns `Engine core
+    initialization failed. See root cause above.` Every process logs through the `vllm` logger, which
+    `vllm_logging_config` routes here too; the first error written (exclusive create) is the deepest.
+    """
+
+    def __init__(self, path: str) -> None:
+        super().__init__(logging.ERROR)
+        self.path = path
+
+    def emit(self, record: logging.LogRecord) -> None:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None:
+            line = record.getMessage()
+        else:
+            while exc.__cause__ is not None or (exc.__context__ is not None and not exc.__suppress_context__):
+                exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+            line = f"{type(exc).__name__}: {exc}"
+        try:
+            with open(self.path, "x", encoding="utf-8") as out:
+                out.write(" ".join(line.split())[:2000] + "\n")
+        except FileExistsError:
+            pass  # a deeper process already wrote the cause
+        except OSError:
+            self.handleError(record)
+
+
+def vllm_logging_config(fmt: str, level: str, cause_path: str) -> dict[str, object]:
+    """The logging config vLLM applies in every process it starts (`VLLM_LOGGING_CONFIG_PATH`): its
+    loggers write through our handler (JSON lines like every other line of the worker, not vLLM's plain
+    text), and errors also go to `RootCauseFile(cause_path)`."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "handlers": {
+            "prefstream": {"()": "prefstream.logs.stdlib_handler", "fmt": fmt},
+            "cause": {"()": "prefstream.logs.RootCauseFile", "path": cause_path},
+        },
+        "loggers": {"vllm": {"handlers": ["prefstream", "cause"], "level": level.upper(), "propagate": False}},
+    }
+
+
+def route_vllm_logs(directory: str, cause_path: str) -> None:
+    """Make vLLM log through prefstream's handler, in this process and the engine processes it spawns.
+
+    Call before vLLM is imported: vLLM reads the config file named by `VLLM_LOGGING_CONFIG_PATH` when
+    `vllm.logger` is imported, in each process. The format and level are those `configure` was given.
+    """
+    import json
+    import logging.config
+    import os
+
+    config = vllm_logging_config(_format, _level, cause_path)
+    path = os.path.join(directory, "vllm-logging.json")
+    with open(path, "w", encoding="utf-8") as out:
+        json.dump(config, out)
+    os.environ["VLLM_CONFIGURE_LOGGING"] = "1"
+    os.environ["VLLM_LOGGING_CONFIG_PATH"] = path
+    if "vllm.logger" in sys.modules:  # already imported (and configured) in this process: apply it here too
+        logging.config.dictConfig(config)
+
+
+_format, _level = "json", "info"
+
+
 def configure(fmt: str = "json", level: str = "info", repeat_window_s: float | None = None) -> None:
     """Route structlog (and stdlib logging, which faust and aiokafka use) to stderr in one format.
 
     `repeat_window_s` (PREFSTREAM_LOG_REPEAT_WINDOW_S) is kept for every stdlib handler made later in
     this process, including the one in `stdlib_logging_config`; None keeps the window already set.
     """
-    global _repeat_window_s
+    global _repeat_window_s, _format, _level
+    _format, _level = fmt, level
     if repeat_window_s is not None:
         _repeat_window_s = float(repeat_window_s)
     renderer = _renderer(fmt)

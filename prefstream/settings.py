@@ -137,6 +137,12 @@ class KafkaSettings:
         "Check that a broker's certificate names the host connected to. The certificate chain is verified "
         "either way.",
     )
+    connect_timeout_s: float = setting(
+        "PREFSTREAM_KAFKA_CONNECT_TIMEOUT_S",
+        5.0,
+        "How long the command-line tools and the worker's start-up checks try to reach the brokers before they "
+        "stop with one line naming the address (exit code 2).",
+    )
 
     @property
     def uses_sasl(self) -> bool:
@@ -173,6 +179,8 @@ class KafkaSettings:
                 raise ConfigError(f"{env}={path}: no such file")
         if self.ssl_keyfile is not None and self.ssl_certfile is None:
             raise ConfigError("PREFSTREAM_KAFKA_SSL_KEYFILE is set without PREFSTREAM_KAFKA_SSL_CERTFILE")
+        if self.connect_timeout_s <= 0:
+            raise ConfigError(f"PREFSTREAM_KAFKA_CONNECT_TIMEOUT_S must be > 0, got {self.connect_timeout_s}")
 
     @property
     def faust_broker(self) -> str:
@@ -194,6 +202,12 @@ class TopicSettings:
     failures: str = setting(
         "PREFSTREAM_FAILURES_TOPIC", "prefstream.failures", "One record per failed model update (no user text)."
     )
+    updates: str = setting(
+        "PREFSTREAM_UPDATES_TOPIC",
+        "prefstream.updates",
+        "One record per applied update (the audit trail: event ids, token counts, timings, model; no user text "
+        "unless PREFSTREAM_UPDATES_INCLUDE_SUMMARY).",
+    )
     partitions: int = setting(
         "PREFSTREAM_PARTITIONS",
         8,
@@ -211,6 +225,12 @@ class TopicSettings:
     dlq_retention_ms: int = setting("PREFSTREAM_DLQ_RETENTION_MS", 14 * DAY_MS, "Retention of the DLQ topic.")
     failures_retention_ms: int = setting(
         "PREFSTREAM_FAILURES_RETENTION_MS", 14 * DAY_MS, "Retention of the failures topic."
+    )
+    updates_retention_ms: int = setting(
+        "PREFSTREAM_UPDATES_RETENTION_MS",
+        30 * DAY_MS,
+        "Retention of the updates topic (how far back the audit trail reaches; with "
+        "PREFSTREAM_UPDATES_INCLUDE_SUMMARY also how long a forgotten user's summaries stay there).",
     )
     max_compaction_lag_ms: int = setting(
         "PREFSTREAM_MAX_COMPACTION_LAG_MS",
@@ -377,6 +397,12 @@ class ModelSettings:
     )
     vllm_tensor_parallel_size: int = setting("PREFSTREAM_VLLM_TENSOR_PARALLEL_SIZE", 1, "GPUs per engine.")
     vllm_seed: int = setting("PREFSTREAM_VLLM_SEED", 0, "Engine random seed.")
+    vllm_scheduling_policy: Literal["fcfs", "priority"] = setting(
+        "PREFSTREAM_VLLM_SCHEDULING_POLICY",
+        "priority",
+        "The in-process engine's scheduler: `priority` runs live updates (priority 0) before backfill ones "
+        "(PREFSTREAM_BACKFILL_PRIORITY), arrival order among equals; `fcfs` ignores priorities.",
+    )
     vllm_shutdown_timeout_s: float = setting(
         "PREFSTREAM_VLLM_SHUTDOWN_TIMEOUT_S", 15.0, "Longest the engine's shutdown may take before it is abandoned."
     )
@@ -399,6 +425,13 @@ class ModelSettings:
     )
     max_summary_chars: int = setting(
         "PREFSTREAM_MAX_SUMMARY_CHARS", 6000, "Longest accepted summary; a longer one is a failed update."
+    )
+    max_summary_tokens: int | None = setting(
+        "PREFSTREAM_MAX_SUMMARY_TOKENS",
+        None,
+        "Longest summary in the model's tokens: the update prompt asks for it (prompt version gains "
+        "`+max-summary-tokens-N`) and a longer summary is trimmed to the whole sentences that fit; the extractive "
+        "baseline drops items to fit (estimating 4 characters per token). Empty: no limit but the paper's prompt.",
     )
     prompt_token_budget: int = setting(
         "PREFSTREAM_PROMPT_TOKEN_BUDGET",
@@ -471,6 +504,8 @@ class ModelSettings:
             )
         if self.timeout_safety_factor < 1.0:
             raise ConfigError("PREFSTREAM_TIMEOUT_SAFETY_FACTOR must be >= 1")
+        if self.max_summary_tokens is not None and self.max_summary_tokens < 8:
+            raise ConfigError(f"PREFSTREAM_MAX_SUMMARY_TOKENS must be >= 8 (or empty), got {self.max_summary_tokens}")
 
 
 @dataclass(frozen=True)
@@ -571,6 +606,104 @@ class FlushSettings:
 
 
 @dataclass(frozen=True)
+class BackfillSettings:
+    """History import (owned by streams/, `streams.backfill`): how the worker folds a backfill in."""
+
+    max_events: int = setting(
+        "PREFSTREAM_BACKFILL_MAX_EVENTS",
+        1000,
+        "Most events per update when the update's events are a backfill (instead of FLUSH_MAX_EVENTS): a "
+        "history is folded in as few updates as the token budget allows.",
+    )
+    hold_s: float = setting(
+        "PREFSTREAM_BACKFILL_HOLD_S",
+        120.0,
+        "While a user's history is arriving (until its last backfill record), a partial batch waits at most "
+        "this long after the latest record; a full token budget is folded at once.",
+    )
+    priority: int = setting(
+        "PREFSTREAM_BACKFILL_PRIORITY",
+        1,
+        "Scheduling priority of backfill-only updates (live updates are 0; vLLM runs lower values first). The "
+        "in-process engine uses priority scheduling for it; `vllm serve` needs `--scheduling-policy priority`, "
+        "or set 0 to send no priority.",
+    )
+
+    def validate(self) -> None:
+        if self.max_events < 1 or self.hold_s < 0 or self.priority < 0:
+            raise ConfigError("PREFSTREAM_BACKFILL_MAX_EVENTS must be >= 1, HOLD_S and PRIORITY >= 0")
+
+
+@dataclass(frozen=True)
+class TenantSettings:
+    """Per-tenant limits (owned by streams/, `streams.tenancy`). Each applies to every tenant separately, per
+    worker; 0 means unlimited. Events without a tenant are never limited by these (only by the per-user bounds)."""
+
+    events_per_s: float = setting(
+        "PREFSTREAM_TENANT_EVENTS_PER_S",
+        0.0,
+        "Most events per second a tenant may send to one worker (a token bucket of one second's burst); "
+        "beyond it events go to the DLQ with code `tenant_rate_limited`. 0: unlimited.",
+    )
+    max_pending_events: int = setting(
+        "PREFSTREAM_TENANT_MAX_PENDING_EVENTS",
+        0,
+        "Most pending events of one tenant's users on one worker; beyond it events go to the DLQ with code "
+        "`tenant_backlog_full`. 0: unlimited.",
+    )
+    tokens_per_min: int = setting(
+        "PREFSTREAM_TENANT_TOKENS_PER_MIN",
+        0,
+        "Most model tokens (prompt + completion) one tenant's updates may use per minute on one worker; "
+        "past it the tenant's updates wait (its events keep buffering, up to MAX_PENDING_EVENTS). 0: unlimited.",
+    )
+    limits: str = setting(
+        "PREFSTREAM_TENANT_LIMITS",
+        "",
+        'Per-tenant overrides, JSON: {"<tenant>": {"events_per_s": 5, "max_pending_events": 1000, '
+        '"tokens_per_min": 200000}}; a key left out keeps the default above.',
+    )
+    label_values_max: int = setting(
+        "PREFSTREAM_TENANT_LABEL_VALUES_MAX",
+        20,
+        "Most distinct tenants named in metric labels (the first ones seen); later tenants are counted under "
+        "`_other`, events without a tenant under `_none`.",
+    )
+
+    def validate(self) -> None:
+        if self.events_per_s < 0 or self.max_pending_events < 0 or self.tokens_per_min < 0:
+            raise ConfigError("PREFSTREAM_TENANT_* limits must be >= 0 (0: unlimited)")
+        if self.label_values_max < 0:
+            raise ConfigError("PREFSTREAM_TENANT_LABEL_VALUES_MAX must be >= 0")
+        self.overrides()  # a malformed PREFSTREAM_TENANT_LIMITS stops the start, in one line
+
+    def overrides(self) -> dict[str, dict[str, float]]:
+        """PREFSTREAM_TENANT_LIMITS, parsed and checked."""
+        if not self.limits.strip():
+            return {}
+        import json
+
+        allowed = {"events_per_s", "max_pending_events", "tokens_per_min"}
+        try:
+            raw = json.loads(self.limits)
+        except ValueError:
+            raise ConfigError("PREFSTREAM_TENANT_LIMITS: expected a JSON object of tenant -> limits") from None
+        if not isinstance(raw, dict):
+            raise ConfigError("PREFSTREAM_TENANT_LIMITS: expected a JSON object of tenant -> limits")
+        out: dict[str, dict[str, float]] = {}
+        for tenant, limits in raw.items():
+            if not isinstance(limits, dict) or not set(limits) <= allowed or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in limits.values()
+            ):
+                raise ConfigError(
+                    f"PREFSTREAM_TENANT_LIMITS[{tenant!r}]: expected an object with numbers >= 0 for "
+                    f"{', '.join(sorted(allowed))}"
+                )
+            out[str(tenant)] = {k: float(v) for k, v in limits.items()}
+        return out
+
+
+@dataclass(frozen=True)
 class LedgerSettings:
     """The `ledger` test backend (owned by streams/): deterministic summaries that list the folded event ids."""
 
@@ -609,6 +742,62 @@ class LedgerSettings:
     prompt_token_budget: int = setting("PREFSTREAM_LEDGER_TOKEN_BUDGET", 100_000, "Ledger's prompt budget.")
 
 
+#: Shortest accepted inspector token: a guessable token would open every user's profile to whoever guesses it.
+MIN_TOKEN_CHARS = 16
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    """Profile history, the updates topic's content and the profile inspector (owned by streams/)."""
+
+    history_versions: int = setting(
+        "PREFSTREAM_HISTORY_VERSIONS",
+        10,
+        "Versions of each profile kept in the state for the inspector (summary and provenance of each update); "
+        "every update rewrites them, so the state's write volume grows with this times the summary size.",
+    )
+    updates_include_summary: bool = setting(
+        "PREFSTREAM_UPDATES_INCLUDE_SUMMARY",
+        False,
+        "Also write each new summary (user-derived text) into its updates-topic record. A forget cannot remove "
+        "it from there: it stays for PREFSTREAM_UPDATES_RETENTION_MS.",
+    )
+    inspector_enabled: bool = setting(
+        "PREFSTREAM_INSPECTOR_ENABLED",
+        False,
+        "Serve the read-only profile inspector at /inspector on the worker's web port (needs "
+        "PREFSTREAM_INSPECTOR_TOKEN).",
+    )
+    inspector_token: str | None = setting(
+        "PREFSTREAM_INSPECTOR_TOKEN",
+        None,
+        f"Access token of the inspector (at least {MIN_TOKEN_CHARS} characters): HTTP Basic password (any user "
+        "name) or `Authorization: Bearer <token>`; anything else gets 401.",
+        secret=True,
+    )
+
+    def validate(self) -> None:
+        if self.history_versions < 1:
+            raise ConfigError(f"PREFSTREAM_HISTORY_VERSIONS must be >= 1, got {self.history_versions}")
+        if self.inspector_enabled and len(self.inspector_token or "") < MIN_TOKEN_CHARS:
+            raise ConfigError(
+                f"PREFSTREAM_INSPECTOR_ENABLED=true needs PREFSTREAM_INSPECTOR_TOKEN of at least {MIN_TOKEN_CHARS} "
+                "characters (e.g. `openssl rand -hex 24`)"
+            )
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """`prefstream eval` (owned by prefstream/eval/); everything else about a run is a command-line argument."""
+
+    judge_api_key: str | None = setting(
+        "PREFSTREAM_EVAL_JUDGE_API_KEY",
+        None,
+        "Bearer token for the `openai` judge's server (`prefstream eval run --judge openai`), if it needs one.",
+        secret=True,
+    )
+
+
 @dataclass(frozen=True)
 class Settings:
     """All of prefstream's settings. Read once: `Settings.from_env()`."""
@@ -620,6 +809,10 @@ class Settings:
     model: ModelSettings
     flush: FlushSettings
     ledger: LedgerSettings
+    audit: AuditSettings
+    eval: EvalSettings
+    tenants: TenantSettings = field(default_factory=TenantSettings)
+    backfill: BackfillSettings = field(default_factory=BackfillSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

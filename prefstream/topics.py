@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from prefstream.errors import TopicMismatchError
+from prefstream.schemas.deadletter import DLQ_MAX_MESSAGE_BYTES
 from prefstream.settings import KafkaSettings, Settings, TopicSettings
 
 
@@ -35,7 +36,7 @@ class TopicSpec:
 @dataclass(frozen=True)
 class TopicReport:
     name: str
-    action: str  # "created", "ok" or "mismatch"
+    action: str  # "created", "ok", "mismatch" or "missing" (inspect() only)
     problems: tuple[str, ...] = ()
     fatal: bool = False
 
@@ -67,8 +68,9 @@ def required_topics(settings: Settings) -> list[TopicSpec]:
     return [
         TopicSpec(t.events, p, rf, retained(t.events_retention_ms)),
         TopicSpec(t.profiles, p, rf, compacted_configs(t), strict=("cleanup.policy",)),
-        TopicSpec(t.dlq, p, rf, retained(t.dlq_retention_ms)),
+        TopicSpec(t.dlq, p, rf, {**retained(t.dlq_retention_ms), "max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)}),
         TopicSpec(t.failures, p, rf, retained(t.failures_retention_ms)),
+        TopicSpec(t.updates, p, rf, retained(t.updates_retention_ms)),
     ]
 
 
@@ -177,3 +179,14 @@ def check_topics(settings: Settings, extra: list[TopicSpec] | None = None) -> li
             "the profiles topic must use cleanup.policy=compact."
         )
     return reports
+
+
+def inspect(specs: list[TopicSpec], admin: object) -> list[TopicReport]:
+    """Compare existing topics with their specs, creating nothing: a missing topic is reported `missing`."""
+    existing = _existing(admin, [s.name for s in specs])
+    present = [s for s in specs if s.name in existing]
+    configs = _configs(admin, [s.name for s in present])
+    return [
+        compare(s, existing[s.name], configs[s.name]) if s.name in existing else TopicReport(s.name, "missing", (), True)
+        for s in specs
+    ]

@@ -36,6 +36,10 @@ MAX_EPOCH_MS: Final = 253_402_300_799_999
 USER_ID_PATTERN: Final = r"^[A-Za-z0-9._:@+=-]{1,128}$"
 #: event_id: printable ASCII without spaces (UUIDs, ULIDs, `app:123`), at most 128 characters.
 EVENT_ID_PATTERN: Final = r"^[!-~]{1,128}$"
+#: A tenant: 1-64 characters, letters, digits, `.`, `_` or `-`, not starting with `.`, `_` or `-`. No `/`: the
+#: tenant and the user id are joined by one in the Kafka key. No `@`, `/` or `\\`: vLLM refuses those in a
+#: `cache_salt`. A leading letter or digit leaves `_`-names free for metric labels (`_none`, `_other`).
+TENANT_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 #: ts as a string: RFC 3339 date-time, `T`/`t`/space separator, fraction up to nanoseconds, offset required,
 #: no leap second (`:60`). Plain regex syntax only (no named groups), so every language's validator reads it.
 TS_PATTERN: Final = (

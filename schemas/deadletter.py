@@ -16,6 +16,9 @@ producing key and value back to the source topic. All header values are UTF-8 te
     prefstream.error.id          stable id of the rejected message: `<topic>/<partition>/<offset>` of its
                                  source position; a replay after a crash that still writes the dead letter
                                  again carries the same id (dedupe on it; docs/reliability.md)
+    prefstream.error.value_omitted   only when the message was too large for the dead-letter topic: its
+                                 size in bytes; the value is then null and the original stays on the source
+                                 topic at the position `id` names (while its retention keeps it)
 
 Model failures do not come here: see `schemas.failures.FailureRecord` on `PREFSTREAM_FAILURES_TOPIC`.
 """
@@ -30,6 +33,8 @@ from prefstream.schemas.timefmt import ms_to_rfc3339
 
 __all__ = [
     "DLQ_HEADER_PREFIX",
+    "DLQ_MAX_MESSAGE_BYTES",
+    "VALUE_OMITTED_HEADER",
     "DLQ_SCHEMA_VERSION",
     "FailureRecord",
     "dead_letter_headers",
@@ -40,6 +45,11 @@ __all__ = [
 ]
 
 DLQ_HEADER_PREFIX: Final = "prefstream.error."
+VALUE_OMITTED_HEADER: Final = DLQ_HEADER_PREFIX + "value_omitted"
+#: `max.message.bytes` of the dead-letter topic and the worker's producer request limit: above the 1 MiB
+#: a Kafka client sends by default, so that a message of the largest size an app can produce still
+#: fits with its key and headers.
+DLQ_MAX_MESSAGE_BYTES: Final = 2 * 1024 * 1024
 DLQ_SCHEMA_VERSION: Final = 1
 HEADER_NAMES: Final = ("code", "path", "message", "topic", "partition", "offset", "timestamp", "schema_version", "id")
 

@@ -6,7 +6,8 @@ Checks run in this order; the first failure is reported:
    (`invalid_utf8`) and nests arrays and objects at most `MAX_NESTING_DEPTH` deep (`too_deep`);
 2. msgspec decodes it against the Structs of `schemas.events` (JSON syntax, `kind`, required fields,
    types and the static bounds; unknown fields are ignored);
-3. the message key, when the caller passes one, equals the UTF-8 bytes of `user_id` (`key_mismatch`);
+3. the message key, when the caller passes one, equals the UTF-8 bytes of `user_id`, or of
+   `tenant/user_id` when the event has a tenant (`key_mismatch`);
    pass None to skip (the worker does, and forwards mis-keyed events to the partition owning `user_id`);
 4. the configured bounds of `LimitSettings` (`too_long`, `too_many`);
 5. the checks JSON Schema cannot state: `ts` names a real date (`invalid_ts`), `clicked` indices point
@@ -41,6 +42,7 @@ from prefstream.settings import LimitSettings
 from prefstream.schemas import bounds
 from prefstream.schemas.errors import EventRejected, RejectCode
 from prefstream.schemas.events import KINDS, Event, ImpressionEvent, RatingEvent
+from prefstream.schemas.keys import event_key
 from prefstream.schemas.timefmt import ts_to_ms
 
 _DECODER: Final = msgspec.json.Decoder(Event)
@@ -64,10 +66,20 @@ _REGEX = re.compile(r"^Expected `str` matching regex ")
 _GOT = re.compile(r"^Expected `(?P<expected>[^`]+)`, got `(?P<got>[^`]+)`$")
 
 #: Paths whose every constraint violation has its own code (the field's format is the contract).
+# What each pattern means, in words: a rejection says what was expected, never the raw regex.
+_PATTERN_WORDS: Final = {
+    bounds.TS_PATTERN: "expected an RFC 3339 date and time with a zone: `Z` or an offset such as `+01:00` (e.g. "
+    "2026-01-31T08:15:00Z), or an integer of epoch milliseconds; a time without a zone names no instant",
+    bounds.USER_ID_PATTERN: "expected 1 to 128 characters from A-Z a-z 0-9 . _ - : @ + =",
+    bounds.EVENT_ID_PATTERN: "expected 1 to 128 printable ASCII characters, no spaces",
+    bounds.DOMAIN_PATTERN: "expected 2 to 40 lowercase letters and spaces, starting and ending with a letter",
+}
+
 _FIELD_CODES: Final = {
     "$.user_id": RejectCode.INVALID_USER_ID,
     "$.event_id": RejectCode.INVALID_EVENT_ID,
     "$.ts": RejectCode.INVALID_TS,
+    "$.tenant": RejectCode.INVALID_TENANT,
 }
 
 
@@ -108,8 +120,9 @@ def decode_event(key: bytes | None, value: bytes | None, limits: LimitSettings) 
         raise _too_deep() from None  # unreachable after the depth check, kept so no input can escape as one
 
     # 3. The key partitions the topic: a key that is not this user's would put the event on the wrong worker.
-    if key is not None and key != event.user_id.encode("utf-8"):
-        raise EventRejected(RejectCode.KEY_MISMATCH, "$.user_id", "message key differs from the UTF-8 bytes of user_id")
+    if key is not None and key != event_key(event):
+        raise EventRejected(RejectCode.KEY_MISMATCH, "$.user_id",
+                            "message key differs from the UTF-8 bytes of user_id (tenant/user_id with a tenant)")
 
     # 4. Bounds operators configure.
     for violation in bounds.iter_violations(event, Event, limits):  # type: ignore[arg-type]
@@ -189,6 +202,11 @@ def _translate(text: str) -> EventRejected:
     got = _GOT.match(msg)
     if got or msg == "Expected `str`":  # msgspec omits `got` for a tag of the wrong type
         return EventRejected(RejectCode.WRONG_TYPE, path, msg)
+    if _REGEX.match(msg):
+        quoted = msg[len("Expected `str` matching regex ") :]  # msgspec writes the pattern's repr()
+        words = next((w for p, w in _PATTERN_WORDS.items() if repr(p) == quoted),
+                     "expected a value of the documented form (docs/schemas.md)")  # fmt: skip
+        return EventRejected(_FIELD_CODES.get(path, RejectCode.INVALID_VALUE), path, words)
     special = _FIELD_CODES.get(path)
     if special is not None:
         return EventRejected(special, path, msg)
@@ -202,8 +220,6 @@ def _translate(text: str) -> EventRejected:
         return EventRejected(code, path, msg)
     if _NUMBER.match(msg) or msg == "Number out of range":  # the latter: past float64, e.g. `1e400`
         return EventRejected(RejectCode.OUT_OF_RANGE, path, msg)
-    if _REGEX.match(msg):
-        return EventRejected(RejectCode.INVALID_VALUE, path, msg)
     return EventRejected(RejectCode.INVALID_VALUE, path, _strip_values(msg))
 
 

@@ -38,6 +38,7 @@ class RejectCode(enum.StrEnum):
     INVALID_TS = "invalid_ts"
     KEY_MISMATCH = "key_mismatch"
     TOO_DEEP = "too_deep"
+    INVALID_TENANT = "invalid_tenant"
 
 
 #: One line per code, in the order of the checks; `docs/schemas.md` is checked against this table.
@@ -69,9 +70,12 @@ REJECT_CODE_DOCS: dict[RejectCode, str] = {
     "or names a date that does not exist (e.g. 2025-02-30) or, once its offset is applied, an instant outside "
     "0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z (e.g. 9999-12-31T23:59:59-01:00).",
     RejectCode.KEY_MISMATCH: "The caller passed a non-null message key that differs from the UTF-8 bytes of `user_id` "
-    "(the worker passes none and forwards mis-keyed events to their owner instead).",
+    "(of `tenant/user_id` when the event has a tenant; the worker passes none and forwards mis-keyed events to "
+    "their owner instead).",
     RejectCode.TOO_DEEP: "Arrays and objects nest more than 64 levels deep, anywhere in the value (checked on the "
     "raw bytes, before parsing; RFC 8259 lets parsers limit nesting).",
+    RejectCode.INVALID_TENANT: "`tenant` is empty, longer than 64 characters, starts with `.`, `_` or `-`, or has a "
+    "character outside `A-Z a-z 0-9 . _ -`.",
 }
 
 
@@ -97,3 +101,22 @@ class EventRejected(SchemaError):
 
 class RecordDecodeError(SchemaError):
     """A profile or failure record could not be decoded (a bug or a foreign writer on our topic)."""
+
+
+class StreamCode(enum.StrEnum):
+    """Why the worker dead-lettered a valid event (the stream's own codes, beside `RejectCode`). Stable."""
+
+    BACKLOG_FULL = "backlog_full"
+    TENANT_RATE_LIMITED = "tenant_rate_limited"
+    TENANT_BACKLOG_FULL = "tenant_backlog_full"
+
+
+STREAM_CODE_DOCS: dict[StreamCode, str] = {
+    StreamCode.BACKLOG_FULL: "The user already has `PREFSTREAM_MAX_PENDING_EVENTS` events waiting (e.g. a parked "
+    "user keeps buffering).",
+    StreamCode.TENANT_RATE_LIMITED: "The event's tenant sent more than its events per second "
+    "(`PREFSTREAM_TENANT_EVENTS_PER_S` or its override in `PREFSTREAM_TENANT_LIMITS`) to this worker.",
+    StreamCode.TENANT_BACKLOG_FULL: "The event's tenant already has its most pending events "
+    "(`PREFSTREAM_TENANT_MAX_PENDING_EVENTS` or its override) on this worker; its updates are behind, often "
+    "because its model tokens per minute are used up.",
+}

@@ -5,8 +5,9 @@ object's `kind` field selects one of the Structs below (a msgspec tagged union).
 not know are ignored, so producers may add fields before the workers learn them.
 
 Every event has `event_id` (idempotency key, unique per user), `user_id`, `ts` and optionally
-`schema_version` (absent means 1), `source` (which app) and `meta` (a small flat string map, carried
-but never shown to the model). Items are `{"text": ..., "item_id": ...}` objects, or a plain string as
+`schema_version` (absent means 1), `source` (which app), `meta` (a small flat string map, carried
+but never shown to the model) and `tenant` (version 2: a user id is unique per tenant; the key is then
+`tenant/user_id`, see `schemas.keys`). Items are `{"text": ..., "item_id": ...}` objects, or a plain string as
 shorthand for `{"text": ...}`.
 
 The per-kind field table and an example of each kind are in `docs/schemas.md`; the JSON Schema in
@@ -22,8 +23,11 @@ from msgspec import Meta
 
 from prefstream.schemas import bounds as b
 
-#: The version of the event contract this code writes and reads. Events without `schema_version` are 1.
-EVENT_SCHEMA_VERSION: Final = 1
+#: The version of the event contract this code writes and reads (2: `tenant` added). Events without
+#: `schema_version` are 1.
+EVENT_SCHEMA_VERSION: Final = 2
+#: What an absent `schema_version` means.
+DEFAULT_SCHEMA_VERSION: Final = 1
 
 EventId: TypeAlias = Annotated[
     str, Meta(pattern=b.EVENT_ID_PATTERN, description="Idempotency key, unique per user; printable ASCII.")
@@ -33,6 +37,14 @@ UserId: TypeAlias = Annotated[
     Meta(
         pattern=b.USER_ID_PATTERN,
         description="1-128 characters from A-Z a-z 0-9 . _ - : @ + = ; the message key is its UTF-8 bytes.",
+    ),
+]
+Tenant: TypeAlias = Annotated[
+    str,
+    Meta(
+        pattern=b.TENANT_PATTERN,
+        description="Which tenant (app, product or customer) the user belongs to; a user id is unique per "
+        "tenant. The message key is then the UTF-8 bytes of `tenant/user_id`.",
     ),
 ]
 TsString: TypeAlias = Annotated[str, Meta(pattern=b.TS_PATTERN, description="RFC 3339 date-time with offset.")]
@@ -86,9 +98,10 @@ class _EventBase(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, 
     event_id: EventId
     user_id: UserId
     ts: Ts
-    schema_version: SchemaVersion = EVENT_SCHEMA_VERSION
+    schema_version: SchemaVersion = DEFAULT_SCHEMA_VERSION
     source: Source | None = None
     meta: MetaMap | None = None
+    tenant: Tenant | None = None  # since version 2
 
 
 class PairEvent(_EventBase, tag="pair"):

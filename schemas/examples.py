@@ -8,6 +8,11 @@ from __future__ import annotations
 
 from typing import Final
 
+from prefstream.models.prompt import PROMPT_VERSION
+from prefstream.schemas.failures import FailureRecord
+from prefstream.schemas.profiles import Profile, record_version
+from prefstream.schemas.updates import UpdateRecord
+
 EXAMPLES: Final[dict[str, str]] = {
     "pair": """{
   "kind": "pair",
@@ -76,3 +81,34 @@ EXAMPLES: Final[dict[str, str]] = {
   "ts": "2026-02-01T00:00:00Z"
 }""",
 }
+
+# The records the worker publishes, as the `vllm` backend writes them: the model id is the default
+# PREFSTREAM_MODEL and the prompt version is the template's own, so the docs cannot name one no record has.
+PROFILE_EXAMPLE: Final = Profile(
+    schema_version=record_version(None), user_id="u-1842", epoch=1, version=3,
+    summary="Prefers active, outdoor travel (mountains, hiking) over beach holidays; reads fantasy novels; "
+    "favours practical, hands-on advice.",
+    events_applied=12, updated_at="2026-01-31T11:00:02.125Z", last_event_ts="2026-01-31T11:00:00.000Z",
+    model="VanillaH1/AlignXplore-Plus", prompt_version=PROMPT_VERSION, backend="vllm", update_events=4,
+    update_triples=5, last_event_id="chat-3141-5", prompt_tokens=1630, completion_tokens=912,
+)  # fmt: skip
+
+FAILURE_EXAMPLE: Final = FailureRecord(
+    schema_version=record_version(None), user_id="u-1842", epoch=1, base_version=3, reason="timeout",
+    attempts=2, event_count=4, first_event_id="review-99120", last_event_id="chat-3141-5",
+    first_event_ts="2026-01-31T10:30:00.000Z", last_event_ts="2026-01-31T11:00:00.000Z",
+    failed_at="2026-01-31T11:15:31.002Z", model="VanillaH1/AlignXplore-Plus", prompt_version=PROMPT_VERSION,
+    backend="vllm",
+)  # fmt: skip
+
+# The update that wrote PROFILE_EXAMPLE.
+UPDATE_EXAMPLE: Final = UpdateRecord(
+    schema_version=record_version(None), user_id="u-1842", epoch=1, version=3,
+    request_id="5f0c2a9e7d3b4c1e8a6f9b2d4e7c1a3b",
+    event_ids=["chat-3141-2", "chat-3141-3", "chat-3141-4", "chat-3141-5"], events_applied=12, triples=5,
+    first_event_ts="2026-01-31T10:58:12.000Z", last_event_ts="2026-01-31T11:00:00.000Z", prompt_tokens=1630,
+    completion_tokens=912, summary_chars=len(PROFILE_EXAMPLE.summary), model=PROFILE_EXAMPLE.model,
+    prompt_version=PROMPT_VERSION, backend="vllm", attempt=1, degraded=False,
+    queued_at="2026-01-31T10:58:12.410Z", requested_at="2026-01-31T11:00:00.530Z",
+    finished_at="2026-01-31T11:00:01.980Z", applied_at="2026-01-31T11:00:02.125Z", summary="",
+)  # fmt: skip

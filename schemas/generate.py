@@ -2,7 +2,8 @@
 
 Outputs, all committed:
 
-- `schemas/json/event.schema.json`, `profile.schema.json`, `failure.schema.json` (JSON Schema 2020-12),
+- `schemas/json/event.schema.json`, `profile.schema.json`, `failure.schema.json`, `update.schema.json`
+  (JSON Schema 2020-12),
   with the DEFAULT `LimitSettings` written next to each `x-prefstream-limit` marker;
 - the generated blocks of `docs/schemas.md` (per-kind field tables, examples, error codes).
 
@@ -25,11 +26,13 @@ import msgspec.inspect as mi
 
 from prefstream.settings import LimitSettings
 from prefstream.schemas import bounds
-from prefstream.schemas.errors import REJECT_CODE_DOCS
+from prefstream.schemas.errors import REJECT_CODE_DOCS, STREAM_CODE_DOCS
 from prefstream.schemas.events import EVENT_TYPES, KINDS, Event
-from prefstream.schemas.examples import EXAMPLES
-from prefstream.schemas.failures import FailureRecord
+from prefstream.models.errors import FAILURE_REASON_DOCS
+from prefstream.schemas.examples import EXAMPLES, FAILURE_EXAMPLE, PROFILE_EXAMPLE, UPDATE_EXAMPLE
+from prefstream.schemas.failures import PARKED, FailureRecord
 from prefstream.schemas.profiles import Profile
+from prefstream.schemas.updates import UpdateRecord
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 JSON_DIR: Final = ROOT / "schemas" / "json"
@@ -107,6 +110,13 @@ def schema_files() -> dict[Path, str]:
             "failure",
             "One message value on PREFSTREAM_FAILURES_TOPIC (key = UTF-8 user_id): a model update that failed. "
             "No user text. Ignore unknown fields.",
+        ),
+        "update": record_schema(
+            UpdateRecord,
+            "update",
+            "One message value on PREFSTREAM_UPDATES_TOPIC (key = UTF-8 user_id): an applied model update. A "
+            "record can repeat after a worker crash (same content): dedupe on (user_id, epoch, version). No user "
+            "text unless PREFSTREAM_UPDATES_INCLUDE_SUMMARY is set. Ignore unknown fields.",
         ),
     }
     return {
@@ -240,6 +250,13 @@ def codes_block() -> str:
     return "\n".join(rows) + "\n"
 
 
+def stream_codes_block() -> str:
+    """Markdown: the codes the worker dead-letters valid events with, and their meaning."""
+    rows = ["| code | meaning |", "| --- | --- |"]
+    rows += [f"| `{code.value}` | {doc} |" for code, doc in STREAM_CODE_DOCS.items()]
+    return "\n".join(rows) + "\n"
+
+
 def record_block(tp: type) -> str:
     """Markdown: the fields of a published record."""
     info = mi.type_info(tp)
@@ -254,11 +271,31 @@ def record_block(tp: type) -> str:
     return "\n".join(rows) + "\n"
 
 
+def failure_reasons_block() -> str:
+    """Markdown: every `reason` a failure record can carry."""
+    rows = ["| reason | meaning |", "| --- | --- |"]
+    rows += [f"| `{reason.value}` | {doc} |" for reason, doc in FAILURE_REASON_DOCS.items()]
+    rows.append(f"| `{PARKED}` | The user was parked after this failure: updates stop until `prefstream redrive`; "
+                "the events stay pending. Written after the failure record that parked it. |")
+    return "\n".join(rows) + "\n"
+
+
+def example_block(record: msgspec.Struct) -> str:
+    """Markdown: a record exactly as the worker encodes it."""
+    return "```json\n" + msgspec.json.encode(record).decode() + "\n```\n"
+
+
 BLOCKS: Final = {
     "event-fields": fields_block,
     "reject-codes": codes_block,
+    "stream-codes": stream_codes_block,
     "profile-fields": lambda: record_block(Profile),
+    "profile-example": lambda: example_block(PROFILE_EXAMPLE),
     "failure-fields": lambda: record_block(FailureRecord),
+    "failure-reasons": failure_reasons_block,
+    "failure-example": lambda: example_block(FAILURE_EXAMPLE),
+    "update-fields": lambda: record_block(UpdateRecord),
+    "update-example": lambda: example_block(UPDATE_EXAMPLE),
 }
 _BLOCK = re.compile(
     r"(<!-- BEGIN GENERATED: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- END GENERATED: (?P=name) -->)", re.DOTALL

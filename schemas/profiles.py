@@ -1,4 +1,5 @@
-"""Profiles: what prefstream publishes to `PREFSTREAM_PROFILES_TOPIC` (compacted, key = UTF-8 `user_id`).
+"""Profiles: what prefstream publishes to `PREFSTREAM_PROFILES_TOPIC` (compacted, key = UTF-8 `user_id`, or
+`tenant/user_id` with a tenant: `schemas.keys`).
 
 One record per applied update. Consumers order a user's records by `(epoch, version)` and keep the
 greatest; a forgotten user gets a tombstone (null value) and the next profile after it has `epoch` + 1
@@ -14,10 +15,11 @@ from msgspec import Meta
 
 from prefstream.schemas import bounds as b
 from prefstream.schemas.errors import RecordDecodeError
-from prefstream.schemas.events import UserId
+from prefstream.schemas.events import Tenant, UserId
 
-#: Version of the profile contract written by this code.
-PROFILE_SCHEMA_VERSION: Final = 1
+#: Version of the profile contract written by this code (2: `tenant` added). A record without a tenant is
+#: written as version 1 and is byte for byte what version 1 wrote: deployments without tenants see no change.
+PROFILE_SCHEMA_VERSION: Final = 2
 
 Rfc3339Utc = Annotated[str, Meta(description="RFC 3339 UTC with milliseconds, e.g. 2026-01-31T08:15:00.250Z")]
 Count = Annotated[int, Meta(ge=0)]
@@ -27,7 +29,7 @@ Positive = Annotated[int, Meta(ge=1)]
 class Profile(msgspec.Struct, frozen=True, kw_only=True):
     """A user's current textual preference summary and where it came from."""
 
-    schema_version: Annotated[int, Meta(ge=1, description="Version of this record's contract (1).")]
+    schema_version: Annotated[int, Meta(ge=1, description="Version of this record's contract: 1, or 2 when it has a `tenant`.")]
     user_id: UserId
     epoch: Annotated[int, Meta(ge=1, description="Starts at 1; +1 at every forget.")]
     version: Annotated[int, Meta(ge=1, description="1 for the first summary of an epoch, +1 per applied update.")]
@@ -48,11 +50,23 @@ class Profile(msgspec.Struct, frozen=True, kw_only=True):
     ] = ""
     prompt_tokens: Annotated[int, Meta(ge=0, description="Prompt tokens of that update (0 when unknown).")] = 0
     completion_tokens: Annotated[int, Meta(ge=0, description="Generated tokens of that update (0 when unknown).")] = 0
+    # Absent (not null) without a tenant, so a deployment without tenants publishes version 1 records unchanged.
+    tenant: Tenant | msgspec.UnsetType = msgspec.UNSET
 
     @property
     def order_key(self) -> tuple[int, int]:
         """Records of one user sort by this; the greatest is current."""
         return (self.epoch, self.version)
+
+
+def record_version(tenant: str | None) -> int:
+    """The contract version a profile or failure record is written with: 1 without a tenant (unchanged), 2 with one."""
+    return 1 if tenant is None else 2
+
+
+def tenant_field(tenant: str | None) -> str | msgspec.UnsetType:
+    """The `tenant` field's value: absent without a tenant."""
+    return msgspec.UNSET if tenant is None else tenant
 
 
 _ENCODER: Final = msgspec.json.Encoder()

@@ -32,7 +32,9 @@ from prefstream.topics import compacted_configs
 from prefstream.streams import faust_fixes
 from prefstream.streams import state as st
 from prefstream.streams.apply import Apply
+from prefstream.streams.backfill_ingest import BackfillIngest
 from prefstream.streams.ingest import Ingest
+from prefstream.streams.inspector import register_inspector
 from prefstream.streams.metrics import StreamMetrics
 from prefstream.streams.partitioning import partition_for
 from prefstream.streams.policy import FlushPolicy, UserView
@@ -40,6 +42,7 @@ from prefstream.streams.records import FoldResult, encode
 from prefstream.streams.progress import GapReader, SourceRecord, SourceTracker, fill_gap
 from prefstream.streams.scheduler import FoldScheduler
 from prefstream.streams.store import Store
+from prefstream.streams.tenancy import Tenancy
 from prefstream.streams.topology import ROCKSDB_OPTIONS, STATE_TABLE, faust_options, internal_topics
 from prefstream.streams.web import BrokerProbe, register_routes
 
@@ -68,41 +71,50 @@ class StreamApp:
         self.events_topic = t.events
         app = self.app = faust.App(settings.worker.app_id, loop=loop, **faust_options(settings))
         raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
-        self.source = app.topic(t.events, self.names["repartition"], self.names["results"], **raw)
+        self.source = app.topic(t.events, self.names["repartition"], self.names["results"], self.names["backfill"], **raw)
         repartition = app.topic(self.names["repartition"], partitions=self.partitions, **raw)
         self.results = app.topic(self.names["results"], partitions=self.partitions, **raw)
         profiles = app.topic(t.profiles, partitions=self.partitions, **raw)
         failures = app.topic(t.failures, partitions=self.partitions, **raw)
+        updates = app.topic(t.updates, partitions=self.partitions, **raw)
         dlq = app.topic(t.dlq, **raw)
         table = app.Table(
             STATE_TABLE, partitions=self.partitions, key_type=bytes, value_type=bytes,  # raw codec: plain keys
             extra_topic_configs=compacted_configs(t), options=ROCKSDB_OPTIONS,
         )  # fmt: skip
         self.store = Store(table)
+        self.tenancy = Tenancy.from_settings(settings.tenants, self.metrics.registry)
         flush = settings.flush
         self.plan = st.RetryPlan(flush.retry_limit, flush.degraded_attempts, flush.retry_backoff_s, flush.retry_backoff_max_s)
         self.scheduler = FoldScheduler(
-            backend=backend, policy=FlushPolicy.from_settings(flush, backend.prompt_token_budget), flush=flush,
+            backend=backend, policy=FlushPolicy.from_settings(flush, backend.prompt_token_budget, settings.backfill.max_events), flush=flush,
             plan=self.plan, read_state=self.read_state, send_result=self._send_result, metrics=self.metrics,
-            user_key=logs.user_ref, on_fatal=self._fatal,
+            user_key=logs.user_ref, on_fatal=self._fatal, tenancy=self.tenancy,
+            backfill_priority=settings.backfill.priority,
         )  # fmt: skip
-        self.roles = {t.events: "events", self.names["repartition"]: "repartition", self.names["results"]: "results"}
+        self.roles = {t.events: "events", self.names["repartition"]: "repartition", self.names["results"]: "results",
+                      self.names["backfill"]: "backfill"}  # fmt: skip
         self.tracker = SourceTracker(self.store, self.roles, self._committed)
         self.gaps = GapReader(self._side_consumer, GAP_READ_TIMEOUT_S)
         self.probe = BrokerProbe(self._side_consumer)
         self.ingest = Ingest(
             settings=settings, store=self.store, tracker=self.tracker, scheduler=self.scheduler, backend=backend,
             metrics=self.metrics, repartition=repartition, dlq=dlq, profiles=profiles, events_topic=t.events,
-            partitions=self.partitions,
+            partitions=self.partitions, tenancy=self.tenancy,
         )  # fmt: skip
+        self.backfill = BackfillIngest(self.ingest, hold_ms=int(settings.backfill.hold_s * 1000))
         self.apply = Apply(
             store=self.store, scheduler=self.scheduler, backend=backend, metrics=self.metrics, plan=self.plan,
-            profiles=profiles, failures=failures, partitions=self.partitions,
+            profiles=profiles, failures=failures, updates=updates, partitions=self.partitions,
+            history_versions=settings.audit.history_versions, include_summary=settings.audit.updates_include_summary,
+            tenancy=self.tenancy,
         )  # fmt: skip
         self.metrics.callbacks.pending = self.scheduler.pending_figures
         self.metrics.callbacks.lag = self.consumer_lag
         self._wire()
         register_routes(app, self)
+        if settings.audit.inspector_enabled:
+            register_inspector(app, self)
 
     # --- wiring -----------------------------------------------------------------------------------
 
@@ -242,6 +254,8 @@ class StreamApp:
             await self.ingest.on_event(record, replay=replay)
         elif source == "repartition":
             await self.ingest.on_forwarded(record, replay=replay)
+        elif source == "backfill":
+            await self.backfill.on_chunk(record, replay=replay)
         else:
             await self.apply.on_command(record.value, record.partition, record.offset, replay=replay)
         self.tracker.processed(record)

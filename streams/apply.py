@@ -4,17 +4,23 @@ For each message of `{app_id}-results`:
 
 - `FoldResult` success: compare-and-set on (epoch, version, batch) against the stored state; when it
   holds, the batch leaves `pending`, the version moves up by one, the profile is stored and published
-  (keyed by user id, on the user's partition). Otherwise the result is stale and changes nothing.
+  (keyed by user id, on the user's partition), then its update record (`schemas.updates`) on the updates
+  topic. The profile record also keeps the last PREFSTREAM_HISTORY_VERSIONS updates (`UpdateEntry`), which
+  the inspector shows and which the update record is made from. Otherwise the result is stale and changes
+  nothing.
 - `FoldResult` failure: count the attempt (backoff, degrade, park) and write a failure record.
 - `Redrive`: unpark the named users of this partition (or every parked one).
 
 Replays (offsets the state already includes): a success is then stale, but its profile may not have
 reached the broker before a crash, so the current profile is published again (consumers keep the
-highest (epoch, version), so a repeat changes nothing for them); a redrive is not run twice.
+highest (epoch, version), so a repeat changes nothing for them), and so is the update record of that
+result, from the stored history (the same bytes: consumers dedupe on (user, epoch, version)); a redrive
+is not run twice.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,30 +28,73 @@ import structlog
 
 from prefstream.models.interface import PreferenceModel, UpdateSuccess
 from prefstream.logs import user_ref
-from prefstream.schemas.failures import FAILURE_SCHEMA_VERSION, FailureRecord, encode_failure
-from prefstream.schemas.profiles import PROFILE_SCHEMA_VERSION, Profile, encode_profile
+from prefstream.schemas.failures import PARKED, FailureRecord, encode_failure
+from prefstream.schemas.keys import split_key
+from prefstream.schemas.profiles import Profile, encode_profile, record_version, tenant_field
 from prefstream.schemas.timefmt import ms_to_rfc3339
+from prefstream.schemas.updates import UpdateRecord, encode_update
 from prefstream.streams import state as st
 from prefstream.streams.metrics import StreamMetrics
 from prefstream.streams.partitioning import partition_for
 from prefstream.streams.records import FoldResult, Redrive, decode_command
 from prefstream.streams.scheduler import FoldScheduler, now_ms
 from prefstream.streams.store import Store
+from prefstream.streams.tenancy import Tenancy
 
 log = structlog.get_logger(__name__)
 
-__all__ = ["Apply", "to_profile_record"]
+__all__ = ["Apply", "to_profile_record", "to_update_record", "update_entry"]
 
 
-def to_profile_record(user_id: str, p: st.ProfileState) -> Profile:
-    """The published form of a stored profile."""
+def to_profile_record(key: str, p: st.ProfileState) -> Profile:
+    """The published form of a stored profile (`key`: the user key, `tenant/user_id` with a tenant)."""
+    tenant, user_id = split_key(key)
     return Profile(
-        schema_version=PROFILE_SCHEMA_VERSION, user_id=user_id, epoch=p.epoch, version=p.version,
+        schema_version=record_version(tenant), user_id=user_id, epoch=p.epoch, version=p.version,
         summary=p.summary, events_applied=p.events_applied, updated_at=ms_to_rfc3339(p.updated_ms),
         last_event_ts=ms_to_rfc3339(p.last_event_ts_ms), model=p.model, prompt_version=p.prompt_version,
         backend=p.backend, update_events=p.update_events, update_triples=p.update_triples,
         last_event_id=p.last_event_id, prompt_tokens=p.prompt_tokens, completion_tokens=p.completion_tokens,
+        tenant=tenant_field(tenant),
     )  # fmt: skip
+
+
+def update_entry(done: st.Applied, result: FoldResult) -> st.UpdateEntry:
+    """The history entry of an applied update (everything its update record says, and the summary)."""
+    p, applied = done.profile, done.applied
+    ts = [e.ts_ms for e in applied]
+    return st.UpdateEntry(
+        request_id=result.request_id, epoch=p.epoch, version=p.version, summary=p.summary,
+        event_ids=tuple(e.event_id for e in applied), events_applied=p.events_applied, triples=p.update_triples,
+        first_event_ts_ms=min(ts, default=0), last_event_ts_ms=max(ts, default=0), prompt_tokens=p.prompt_tokens,
+        completion_tokens=p.completion_tokens, model=p.model, prompt_version=p.prompt_version, backend=p.backend,
+        attempt=result.attempt, degraded=result.degraded, queued_ms=min((e.accepted_ms for e in applied), default=0),
+        requested_ms=result.requested_ms, finished_ms=result.finished_ms, applied_ms=p.updated_ms,
+    )  # fmt: skip
+
+
+def to_update_record(key: str, e: st.UpdateEntry, *, include_summary: bool) -> UpdateRecord:
+    """The published form of a history entry (`key`: the user key); the summary only when asked for."""
+    tenant, user_id = split_key(key)
+    return UpdateRecord(
+        schema_version=record_version(tenant), user_id=user_id, epoch=e.epoch, version=e.version,
+        request_id=e.request_id, event_ids=list(e.event_ids), events_applied=e.events_applied, triples=e.triples,
+        first_event_ts=ms_to_rfc3339(e.first_event_ts_ms), last_event_ts=ms_to_rfc3339(e.last_event_ts_ms),
+        prompt_tokens=e.prompt_tokens, completion_tokens=e.completion_tokens, summary_chars=len(e.summary),
+        model=e.model, prompt_version=e.prompt_version, backend=e.backend, attempt=e.attempt, degraded=e.degraded,
+        queued_at=ms_to_rfc3339(e.queued_ms), requested_at=ms_to_rfc3339(e.requested_ms),
+        finished_at=ms_to_rfc3339(e.finished_ms), applied_at=ms_to_rfc3339(e.applied_ms),
+        summary=e.summary if include_summary else "", tenant=tenant_field(tenant),
+    )  # fmt: skip
+
+
+def find_entry(history: tuple[st.UpdateEntry, ...], result: FoldResult) -> st.UpdateEntry | None:
+    """The stored entry this very result wrote (same request), if the history still holds it."""
+    version = result.base_version + 1
+    for e in history:
+        if e.epoch == result.epoch and e.version == version and e.request_id == result.request_id:
+            return e
+    return None
 
 
 @dataclass
@@ -55,10 +104,14 @@ class Apply:
     backend: PreferenceModel
     metrics: StreamMetrics
     plan: st.RetryPlan
-    profiles: Any  # faust topics: the profiles topic and the failures topic
+    profiles: Any  # faust topics: the profiles, failures and updates topics
     failures: Any
+    updates: Any
     partitions: int
+    history_versions: int
+    include_summary: bool
     template_tokens: int = 0
+    tenancy: Tenancy | None = None
 
     async def on_command(self, raw: bytes | None, partition: int, offset: int, *, replay: bool) -> None:
         command = decode_command(raw)
@@ -113,25 +166,48 @@ class Apply:
                  epoch=result.epoch, base_version=result.base_version)  # fmt: skip
 
     async def _republish(self, user_id: str, partition: int, result: FoldResult) -> None:
-        """A replayed success the state already holds: publish the current profile again if it includes it."""
+        """A replayed success the state already holds: publish the current profile again if it includes it,
+        and this result's update record again if the history still holds it."""
         self.store.rewrite_user(user_id)
-        profile = self.store.profile(user_id)
+        stored = self.store.profile_record(user_id)
+        profile = stored.profile if stored is not None else None
         if profile is not None and profile.epoch == result.epoch and profile.version > result.base_version:
             record = encode_profile(to_profile_record(user_id, profile))
             await self.profiles.send(key=user_id.encode("utf-8"), value=record, partition=partition)
             self.metrics.profile_publishes.labels("republish").inc()
+            entry = find_entry(stored.history, result) if stored is not None else None
+            if entry is not None:
+                await self._send_update(user_id, partition, entry)
+                self.metrics.update_records.labels("republish").inc()
+
+    async def _send_update(self, user_id: str, partition: int, entry: st.UpdateEntry) -> None:
+        value = encode_update(to_update_record(user_id, entry, include_summary=self.include_summary))
+        await self.updates.send(key=user_id.encode("utf-8"), value=value, partition=partition)
 
     async def _publish(self, user_id: str, partition: int, done: st.Applied, result: FoldResult, now: int) -> None:
-        # Profile first, then the user record: a crash between the two writes cannot leave a version the
-        # profile does not have (the changelog keeps this order).
-        self.store.put_profile(user_id, done.profile)
+        stored = self.store.profile_record(user_id)
+        history = stored.history if stored is not None else ()
+        entry = find_entry(history, result)
+        if entry is not None and stored is not None and stored.profile.version == entry.version:
+            # This result was applied before, up to the profile write, when the worker died: publish what was
+            # stored then, so a repeated record has the same content.
+            done = dataclasses.replace(done, profile=stored.profile)
+        else:
+            entry = update_entry(done, result)
+        # Profile (with its history) first, then the user record: a crash between the two writes cannot leave
+        # a version the profile does not have (the changelog keeps this order).
+        self.store.put_profile(user_id, done.profile, st.push_history(history, entry, self.history_versions))
         self.store.put_user(user_id, done.meta, done.pending)
         p = done.profile
         await self.profiles.send(key=user_id.encode("utf-8"), value=encode_profile(to_profile_record(user_id, p)),
                                  partition=partition)  # fmt: skip
+        await self._send_update(user_id, partition, entry)
         m = self.metrics
         m.updates.labels("applied").inc()
+        if self.tenancy is not None:
+            self.tenancy.applied(user_id)
         m.profile_publishes.labels("profile").inc()
+        m.update_records.labels("record").inc()
         m.events_per_update.observe(len(done.applied))
         for e in done.applied:
             m.event_to_profile.observe(max(0.0, (now - e.produced_ms) / 1000))
@@ -150,16 +226,19 @@ class Apply:
 
     async def _record_failure(self, user_id: str, partition: int, meta: st.Meta, pending: st.Pending | None,
                               result: FoldResult, reason: str, now: int) -> None:  # fmt: skip
-        batch = (pending.events if pending else ())[: len(result.event_ids)]
+        batch = st.batch_of(pending, result.event_ids)
         ts = [e.ts_ms for e in batch]
+
+        tenant, plain_user_id = split_key(user_id)
 
         def record(code: str) -> bytes:
             return encode_failure(FailureRecord(
-                schema_version=FAILURE_SCHEMA_VERSION, user_id=user_id, epoch=result.epoch,
+                schema_version=record_version(tenant), user_id=plain_user_id, epoch=result.epoch,
                 base_version=result.base_version, reason=code, attempts=meta.attempts, event_count=len(batch),
                 first_event_id=batch[0].event_id if batch else "", last_event_id=batch[-1].event_id if batch else "",
                 first_event_ts=ms_to_rfc3339(min(ts)) if ts else "", last_event_ts=ms_to_rfc3339(max(ts)) if ts else "",
-                failed_at=ms_to_rfc3339(now), model="", prompt_version="", backend=result.backend,
+                failed_at=ms_to_rfc3339(now), model=result.model, prompt_version=result.prompt_version, backend=result.backend,
+                tenant=tenant_field(tenant),
             ))  # fmt: skip
 
         key = user_id.encode("utf-8")
@@ -168,7 +247,7 @@ class Apply:
         self.metrics.updates.labels("failed").inc()
         if meta.parked:
             # A second record marks the park itself, so operators see parked users on the same topic.
-            await self.failures.send(key=key, value=record("parked"), partition=partition)
+            await self.failures.send(key=key, value=record(PARKED), partition=partition)
             self.metrics.parks.inc()
         log.warning(
             "update_failed", user=user_ref(user_id), request_id=result.request_id, reason=reason,

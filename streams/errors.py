@@ -6,7 +6,8 @@
         ├── InternalRecordError      an internal record (repartition, result, command) cannot be read
         ├── IncompatibleLibraryError faust changed under a fix prefstream applies to it
         ├── UnmigratedStateError     state written by an older release needs `prefstream state migrate`
-        └── MigrationRefused         `prefstream state migrate` will not run now (workers up, already migrated)
+        ├── MigrationRefused         `prefstream state migrate` will not run now (workers up, already migrated)
+        └── ReadApiError             a command could not ask a worker's read API (not running, wrong URL)
 
 Per-event problems never raise out of the agent: invalid events go to the dead-letter topic, failed
 model updates become failure records. Only these fatal conditions stop the worker.
@@ -47,3 +48,16 @@ class UnmigratedStateError(StreamsError):
 
 class MigrationRefused(StreamsError):
     """`prefstream state migrate` refuses to run: it could lose or overwrite state (`streams.migrate`)."""
+
+
+class ReadApiError(StreamsError):
+    """A command could not get an answer from a worker's read API."""
+
+
+def too_large(exc: BaseException) -> bool:
+    """Whether a send failed because the message is larger than the producer or the topic takes
+    (faust wraps the client's error in ProducerSendError)."""
+    from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
+
+    kinds = (MessageSizeTooLargeError, RecordTooLargeError)
+    return isinstance(exc, kinds) or isinstance(exc.__cause__, kinds)

@@ -24,27 +24,29 @@ import structlog
 from prefstream.models.interface import PreferenceModel
 from prefstream.logs import user_ref
 from prefstream.settings import Settings
-from prefstream.schemas.deadletter import dead_letter_headers
+from prefstream.schemas.deadletter import VALUE_OMITTED_HEADER, dead_letter_headers
 from prefstream.schemas.decode import decode_event
-from prefstream.schemas.errors import EventRejected
+from prefstream.schemas.errors import EventRejected, StreamCode
 from prefstream.schemas.events import ForgetEvent
 from prefstream.schemas.evidence import to_evidence
+from prefstream.schemas.keys import user_key
 from prefstream.schemas.timefmt import ts_to_ms
 from prefstream.streams import state as st
-from prefstream.streams.errors import InternalRecordError
+from prefstream.streams.errors import InternalRecordError, too_large
 from prefstream.streams.metrics import StreamMetrics
 from prefstream.streams.partitioning import partition_for
 from prefstream.streams.progress import SourceRecord, SourceTracker
 from prefstream.streams.records import Forwarded, decode_forwarded, encode
 from prefstream.streams.scheduler import FoldScheduler, now_ms
 from prefstream.streams.store import Store
+from prefstream.streams.tenancy import Tenancy
 
 log = structlog.get_logger(__name__)
 
 __all__ = ["BACKLOG_FULL", "Ingest"]
 
 #: Our own dead-letter code (not a wire-format problem): the user's pending buffer is full.
-BACKLOG_FULL = "backlog_full"
+BACKLOG_FULL = StreamCode.BACKLOG_FULL.value
 
 
 @dataclass
@@ -61,6 +63,7 @@ class Ingest:
     events_topic: str
     partitions: int
     template_tokens: int = 0  # the prompt frame's own tokens (set once the backend has started)
+    tenancy: Tenancy | None = None  # per-tenant limits and metrics (streams.tenancy)
 
     async def on_event(self, record: SourceRecord, *, replay: bool) -> None:
         if not replay:
@@ -80,7 +83,7 @@ class Ingest:
         except EventRejected as rej:
             await self._dead_letter(record, key, value, rej.code.value, rej.message, rej.path, forwarded)
             return
-        user_id = event.user_id
+        user_id = user_key(event.tenant, event.user_id)  # the user id itself without a tenant (schemas.keys)
         user_bytes = user_id.encode("utf-8")
         owner = partition_for(user_id, self.partitions)
         produced_ms = forwarded.produced_ms if forwarded else (record.timestamp_ms or int(time.time() * 1000))
@@ -103,22 +106,42 @@ class Ingest:
                 await self._redo_writes(user_id, owner, forgotten=isinstance(event, ForgetEvent))
             return
         flush = self.settings.flush
+        ts_ms = ts_to_ms(event.ts)
         if isinstance(event, ForgetEvent):
-            await self._forget(user_id, st.remember(meta, seen, now, flush.dedupe_horizon_s, flush.dedupe_max_ids), owner)
+            remembered = st.remember(meta, seen, now, flush.dedupe_horizon_s, flush.dedupe_max_ids)
+            await self._forget(user_id, remembered, owner, ts_ms)
+            return
+        if st.before_forget(meta, ts_ms):
+            # It happened before the user's last forget: erased by it, so never folded into a later epoch.
+            self.metrics.events_dropped.labels("before_forget").inc()
+            log.info("event_dropped", reason="before_forget", user=user_ref(user_id), epoch=meta.epoch)
             return
         if pending is not None and pending.epoch == meta.epoch and len(pending.events) >= flush.max_pending_events:
             await self._dead_letter(record, key, value, BACKLOG_FULL, f"user has {len(pending.events)} pending events",
                                     "$", forwarded)  # fmt: skip
+            self._tenant_rejected(user_id, BACKLOG_FULL)
+            return
+        limited = self.tenancy.limits.admit_event(user_id) if self.tenancy is not None else None
+        if limited is not None:
+            await self._dead_letter(record, key, value, limited.value, "the tenant's limit on this worker is reached",
+                                    "$.tenant", forwarded)  # fmt: skip
+            self._tenant_rejected(user_id, limited.value)
             return
         meta = st.remember(meta, seen, now, flush.dedupe_horizon_s, flush.dedupe_max_ids)
         evidence = to_evidence(event)
         tokens = max(0, self.backend.count_prompt_tokens(None, (evidence,)) - self.template_tokens)
-        item = st.PendingEvent(event_id=event.event_id, evidence=evidence, ts_ms=ts_to_ms(event.ts),
+        item = st.PendingEvent(event_id=event.event_id, evidence=evidence, ts_ms=ts_ms,
                                produced_ms=produced_ms, accepted_ms=now, tokens=tokens)  # fmt: skip
         pending = st.accept(pending, meta, item)
         self.store.put_user(user_id, meta, pending)
         self.metrics.events_accepted.inc()
+        if self.tenancy is not None:
+            self.tenancy.accepted(user_id)
         self.scheduler.observe(user_id, st.view_of(owner, meta, pending))
+
+    def _tenant_rejected(self, user_id: str, code: str) -> None:
+        if self.tenancy is not None:
+            self.tenancy.rejected(user_id, code)
 
     async def _redo_writes(self, user_id: str, partition: int, *, forgotten: bool) -> None:
         """A replayed event the state already holds: its writes and sends may not have reached the broker
@@ -139,15 +162,24 @@ class Ingest:
             return
         headers = dead_letter_headers(code, message, self.events_topic, partition, offset, time.time(), path=path)
         # Confirmed before the progress record says so: the next owner trusts that record.
-        delivered = await self.dlq.send(key=key, value=value, headers=headers)
-        await delivered
+        try:
+            await (await self.dlq.send(key=key, value=value, headers=headers))
+        except Exception as exc:
+            if not too_large(exc):
+                raise
+            # Larger than the dead-letter topic takes (an operator raised the events topic's limit past it):
+            # the reason still goes out, with the size in place of the bytes, which stay on the source topic
+            # at the position `prefstream.error.id` names. Stopping here would stop the worker on this input.
+            omitted = [(VALUE_OMITTED_HEADER, str(len(value or b"")).encode())]
+            await (await self.dlq.send(key=key, value=None, headers=headers + omitted))
+            self.metrics.dead_letter_values_omitted.inc()
         self.tracker.dead_lettered(record)
         self.metrics.events_rejected.labels(code).inc()
         log.info("event_rejected", code=code, path=path, partition=partition, offset=offset)
 
-    async def _forget(self, user_id: str, meta: st.Meta, partition: int) -> None:
+    async def _forget(self, user_id: str, meta: st.Meta, partition: int, ts_ms: int) -> None:
         """Erase the user's evidence and profile; keep only content-free dedupe metadata; tombstone."""
-        new_meta = st.forget(meta)
+        new_meta = st.forget(meta, ts_ms)
         self.store.put_user(user_id, new_meta, None)
         self.store.delete_profile(user_id)
         self.scheduler.forget(user_id)

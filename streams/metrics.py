@@ -8,34 +8,65 @@ registers, so they cannot drift from the state they describe.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-__all__ = ["StreamMetrics"]
+__all__ = ["PendingFigures", "StreamMetrics"]
 
 # Seconds: from interactive (sub-second ledger) to long AlignXplore+ generations under load.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200)
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128)
 
 
+@dataclass(frozen=True)
+class PendingFigures:
+    """What this worker is waiting for, read at scrape time (the autoscaling signals, docs/operations.md)."""
+
+    users: int = 0  # users with events not yet in their profile
+    events: int = 0
+    oldest_age_s: float = 0.0  # age of the oldest pending event
+    oldest_active_age_s: float = 0.0  # the same, parked users left out (they wait for an operator, not the model)
+    in_flight: int = 0  # updates running or awaiting apply
+    parked: int = 0
+    waiting: int = 0  # users whose update was due at the last pass and found no free model slot
+    running: int = 0  # model calls running now
+    slots: int = 0  # the backend's window: model calls it runs at once
+
+
 class _Callbacks(Collector):
     """Gauges read at scrape time."""
 
     def __init__(self) -> None:
-        self.pending: Callable[[], tuple[int, int, float, int, int]] = lambda: (0, 0, 0.0, 0, 0)
+        self.pending: Callable[[], PendingFigures] = PendingFigures
         self.lag: Callable[[], Mapping[tuple[str, int], int]] = dict
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        users, events, oldest_age, in_flight, parked = self.pending()
-        yield GaugeMetricFamily("prefstream_users_pending", "Users with events not yet in their profile.", users)
-        yield GaugeMetricFamily("prefstream_events_pending", "Accepted events not yet in a profile.", events)
+        f = self.pending()
+        yield GaugeMetricFamily("prefstream_users_pending", "Users with events not yet in their profile.", f.users)
+        yield GaugeMetricFamily("prefstream_events_pending", "Accepted events not yet in a profile.", f.events)
         yield GaugeMetricFamily(
-            "prefstream_oldest_pending_age_seconds", "Age of the oldest pending event on this worker.", oldest_age
+            "prefstream_oldest_pending_age_seconds", "Age of the oldest pending event on this worker.", f.oldest_age_s
         )
-        yield GaugeMetricFamily("prefstream_updates_in_flight", "Model updates running or awaiting apply.", in_flight)
-        yield GaugeMetricFamily("prefstream_users_parked", "Users parked after repeated failures.", parked)
+        yield GaugeMetricFamily(
+            "prefstream_oldest_active_pending_age_seconds",
+            "Age of the oldest pending event of a user that is not parked (the autoscaling age signal).",
+            f.oldest_active_age_s,
+        )
+        yield GaugeMetricFamily("prefstream_updates_in_flight", "Model updates running or awaiting apply.", f.in_flight)
+        yield GaugeMetricFamily("prefstream_users_parked", "Users parked after repeated failures.", f.parked)
+        # The autoscaling signals (docs/operations.md, "Scaling"): demand the model window cannot take now.
+        yield GaugeMetricFamily(
+            "prefstream_users_waiting",
+            "Users whose update is due but found no free model slot at the last scheduling pass.",
+            f.waiting,
+        )
+        yield GaugeMetricFamily("prefstream_model_requests_running", "Model calls running now.", f.running)
+        yield GaugeMetricFamily(
+            "prefstream_model_slots", "The backend's window: model calls this worker runs at once.", f.slots
+        )
         lag = GaugeMetricFamily(
             "prefstream_consumer_lag", "Messages behind the log end, per consumed partition.", labels=["topic", "partition"]
         )
@@ -70,6 +101,11 @@ class StreamMetrics:
             "prefstream_events_duplicate", "Redelivered or repeated events dropped by dedupe.", registry=r
         )
         self.forgets = Counter("prefstream_forgets", "Forget events applied.", registry=r)
+        self.events_dropped = Counter(
+            "prefstream_events_dropped",
+            "Valid events not applied, by reason (before_forget: it happened before the user's last forget).",
+            ["reason"], registry=r,
+        )
         self.events_per_update = Histogram(
             "prefstream_events_per_update", "Events folded by each applied update.", buckets=BATCH_BUCKETS, registry=r
         )
@@ -133,11 +169,20 @@ class StreamMetrics:
             "Source records the state already included, processed again after a restart or rebalance, by source.",
             ["source"], registry=r,
         )
+        self.dead_letter_values_omitted = Counter(
+            "prefstream_dead_letter_values_omitted",
+            "Dead letters sent without their value: larger than the dead-letter topic takes (see its header).",
+            registry=r,
+        )
         self.dead_letters_suppressed = Counter(
             "prefstream_dead_letters_suppressed",
             "Replayed rejected events not dead-lettered again: the broker had confirmed their dead letter.",
             registry=r,
         )
+        self.update_records = Counter(
+            "prefstream_update_records", "Records sent to the updates topic, by kind (record, republish: a replay's "
+            "record sent again).", ["kind"], registry=r,
+        )  # fmt: skip
         self.requests_aborted = Counter(
             "prefstream_requests_aborted", "In-flight updates cancelled, by cause (revoked, forget, shutdown).",
             ["cause"], registry=r,

@@ -11,6 +11,10 @@ strongest first (also in docs/streams.md and `FlushSettings`):
    cap, or the token budget reached), the oldest pending event is `max_wait` old, or the user has been
    idle for `idle` with at least `min_events` pending (`saturated_min_events` while every model slot
    is busy, so that users accumulate larger batches under load).
+6. while a user's backfill is still arriving (`prefstream backfill`), a batch that is not full waits
+   until `hold_until_ms` (the last backfill record + `PREFSTREAM_BACKFILL_HOLD_S`), so a history is folded
+   in as few updates as the token budget allows; batches with backfill events take up to
+   `backfill_max_events` events instead of `max_events`.
 
 `min_interval <= max_wait` is enforced by the settings, so an event never waits longer than
 `max_wait` (plus the tick) for an idle model unless its user is failing or already has an update in
@@ -41,6 +45,8 @@ class UserView:
     next_retry_ms: int = 0
     parked: bool = False
     batch_cap: int = 0
+    backfill: bool = False  # some pending events are a backfill: the batch limit is the backfill's
+    hold_until_ms: int = 0  # a backfill of this user is still arriving: a partial batch waits until then
 
 
 @dataclass(frozen=True)
@@ -63,9 +69,10 @@ class FlushPolicy:
     idle_ms: int
     min_interval_ms: int
     saturated_min_events: int
+    backfill_max_events: int = 1000
 
     @classmethod
-    def from_settings(cls, flush: FlushSettings, backend_budget: int) -> FlushPolicy:
+    def from_settings(cls, flush: FlushSettings, backend_budget: int, backfill_max_events: int = 1000) -> FlushPolicy:
         budget = flush.token_budget or backend_budget
         return cls(
             min_events=flush.min_events,
@@ -75,10 +82,12 @@ class FlushPolicy:
             idle_ms=int(flush.idle_s * 1000),
             min_interval_ms=int(flush.min_interval_s * 1000),
             saturated_min_events=flush.saturated_min_events,
+            backfill_max_events=backfill_max_events,
         )
 
     def batch_limit(self, view: UserView) -> int:
-        return min(self.max_events, view.batch_cap) if view.batch_cap else self.max_events
+        most = self.backfill_max_events if view.backfill else self.max_events
+        return min(most, view.batch_cap) if view.batch_cap else most
 
     def decide(self, view: UserView, *, saturated: bool) -> Decision:
         """When `view`'s next update is due. Applies the precedence in the module docstring."""
@@ -94,6 +103,9 @@ class FlushPolicy:
             due, reason = view.oldest_ms + self.max_wait_ms, "max_wait"
             if view.count >= min_events and view.newest_ms + self.idle_ms < due:
                 due, reason = view.newest_ms + self.idle_ms, "idle"
+            if view.hold_until_ms > due:
+                # The user's history is still arriving: a partial batch now would cost an extra update.
+                due, reason = view.hold_until_ms, "backfill"
         if earliest > due:
             reason = "retry" if view.next_retry_ms >= earliest else reason
             due = earliest

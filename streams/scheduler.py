@@ -32,10 +32,11 @@ import structlog
 from prefstream.models.errors import FailureReason
 from prefstream.models.interface import PreferenceModel, UpdateFailure, UpdateRequest, UpdateSuccess
 from prefstream.settings import FlushSettings
-from prefstream.streams.metrics import StreamMetrics
+from prefstream.streams.metrics import PendingFigures, StreamMetrics
 from prefstream.streams.policy import FlushPolicy, UserView, select_batch
 from prefstream.streams.records import FoldResult
-from prefstream.streams.state import Meta, Pending, ProfileState, RetryPlan, degraded
+from prefstream.streams.tenancy import Tenancy, tenant_of
+from prefstream.streams.state import Meta, Pending, ProfileState, RetryPlan, degraded, in_event_order
 
 log = structlog.get_logger(__name__)
 
@@ -81,11 +82,14 @@ class FoldScheduler:
     metrics: StreamMetrics
     user_key: UserKey
     on_fatal: Callable[[BaseException], None] = lambda exc: None
+    tenancy: Tenancy | None = None  # per-tenant pending counts and token limits (streams.tenancy)
+    backfill_priority: int = 1  # engine priority of backfill-only updates (live: 0; lower runs first)
 
     views: dict[str, UserView] = field(default_factory=dict)
     inflight: dict[str, InFlight] = field(default_factory=dict)
     owned: set[int] = field(default_factory=set)
     running: int = 0
+    waiting: int = 0  # due users left without a slot by the last pass (PendingFigures.waiting)
     paused: bool = True  # until the first assignment has recovered
     _gates: dict[int, _Gate] = field(default_factory=dict)
     _results_next: dict[int, int] = field(default_factory=dict)
@@ -100,6 +104,8 @@ class FoldScheduler:
             self.views.pop(user_id, None)
         else:
             self.views[user_id] = view
+        if self.tenancy is not None:
+            self.tenancy.limits.observe(user_id, view)
         self._wake.set()
 
     def complete(self, user_id: str, request_id: str) -> None:
@@ -112,6 +118,8 @@ class FoldScheduler:
     def forget(self, user_id: str) -> None:
         """The user was forgotten: abort its update (its result would lose the CAS anyway)."""
         self.views.pop(user_id, None)
+        if self.tenancy is not None:
+            self.tenancy.limits.observe(user_id, None)
         self._abort(user_id, "forget")
 
     def result_seen(self, partition: int, offset: int) -> None:
@@ -125,6 +133,7 @@ class FoldScheduler:
     def on_revoked(self) -> None:
         """A rebalance started: start nothing new until the assignment is known."""
         self.paused = True
+        self.waiting = 0  # the next pass after recovery counts again, for the partitions kept
 
     def on_assigned(self, partitions: set[int]) -> None:
         """Cancel the requests of partitions that moved away; drop their views."""
@@ -134,10 +143,14 @@ class FoldScheduler:
                 self._abort(user_id, "revoked")
         self.views = {u: v for u, v in self.views.items() if v.partition in self.owned}
         self._gates = {p: g for p, g in self._gates.items() if p in self.owned}
+        if self.tenancy is not None:
+            self.tenancy.limits.reset(self.views)
 
     def on_recovered(self, views: dict[str, UserView], highwaters: dict[int, int]) -> None:
         """Tables are recovered: replace the views, gate partitions with unapplied results, resume."""
         self.views = {u: v for u, v in views.items() if v.partition in self.owned}
+        if self.tenancy is not None:
+            self.tenancy.limits.reset(self.views)
         deadline = time.monotonic() + self.flush.results_gate_timeout_s
         for partition, hw in highwaters.items():
             if partition in self.owned and self._results_next.get(partition, 0) < hw:
@@ -180,9 +193,13 @@ class FoldScheduler:
         if saturated:
             # Under load, small batches wait for more events (unless full or too old).
             due = [(u, v) for u, v in due if self.policy.decide(v, saturated=True).ready(now)]
-        due.sort(key=lambda uv: uv[1].oldest_ms)
+        if self.tenancy is not None:  # a tenant whose model tokens of this minute are spent waits
+            due = [(u, v) for u, v in due if self.tenancy.may_start(u)]
+        due.sort(key=lambda uv: (uv[1].backfill, uv[1].oldest_ms))  # live users first, then backfills
         for user_id, view in due[: max(0, free)]:
             self._start(user_id, view)
+        # Users the model could serve now if it had more slots: the scale-out signal that consumer lag is not.
+        self.waiting = max(0, len(due) - max(0, free))
         pending_due = [
             d.due_ms
             for u, v in candidates
@@ -239,8 +256,10 @@ class FoldScheduler:
         if pending is None or pending.epoch != meta.epoch or not pending.events or meta.parked:
             return None
         summary = profile.summary if profile is not None and profile.epoch == meta.epoch else None
-        evidence = tuple(e.evidence for e in pending.events)
-        limit = min(self.policy.max_events, meta.batch_cap) if meta.batch_cap else self.policy.max_events
+        ordered = in_event_order(pending.events)  # an update reads its evidence in event-time order
+        evidence = tuple(e.evidence for e in ordered)
+        most = self.policy.backfill_max_events if any(e.backfill for e in ordered) else self.policy.max_events
+        limit = min(most, meta.batch_cap) if meta.batch_cap else most
         problem = ""
         try:
             n = select_batch(
@@ -259,8 +278,11 @@ class FoldScheduler:
             previous_summary=summary,
             evidence=evidence[:n],
             degraded=degraded(meta, self.plan),
+            tenant=tenant_of(user_id),
+            # A history import yields to live traffic in the engine (vLLM: lower priority values run first).
+            priority=self.backfill_priority if all(e.backfill for e in ordered[:n]) else 0,
         )
-        return request, tuple(e.event_id for e in pending.events[:n]), meta.attempts + 1, problem
+        return request, tuple(e.event_id for e in ordered[:n]), meta.attempts + 1, problem
 
     async def _request(self, user_id: str, inf: InFlight) -> None:
         built = self._build(user_id, inf.request_id)
@@ -288,6 +310,8 @@ class FoldScheduler:
         if ok:
             self.metrics.tokens.labels("in", self.backend.name).inc(outcome.usage.prompt_tokens)
             self.metrics.tokens.labels("out", self.backend.name).inc(outcome.usage.completion_tokens)
+            if self.tenancy is not None:
+                self.tenancy.charge(user_id, outcome.usage.prompt_tokens, outcome.usage.completion_tokens)
         result = FoldResult(
             request_id=inf.request_id,
             user_id=user_id,
@@ -300,6 +324,8 @@ class FoldScheduler:
             backend=self.backend.name,
             requested_ms=requested,
             finished_ms=now_ms(),
+            model=self.backend.model_id,
+            prompt_version=self.backend.prompt_version,
         )
         for i in range(_SEND_ATTEMPTS):
             try:
@@ -333,15 +359,21 @@ class FoldScheduler:
 
     # --- figures for metrics ---------------------------------------------------------------------
 
-    def pending_figures(self) -> tuple[int, int, float, int, int]:
-        """(users pending, events pending, oldest pending age s, updates in flight, users parked)."""
+    def pending_figures(self) -> PendingFigures:
         views = self.views.values()
-        oldest = min((v.oldest_ms for v in views), default=None)
-        age = max(0.0, (now_ms() - oldest) / 1000) if oldest is not None else 0.0
-        return (
-            len(self.views),
-            sum(v.count for v in views),
-            age,
-            len(self.inflight),
-            sum(1 for v in views if v.parked),
+        now = now_ms()
+
+        def age(oldest: int | None) -> float:
+            return max(0.0, (now - oldest) / 1000) if oldest is not None else 0.0
+
+        return PendingFigures(
+            users=len(self.views),
+            events=sum(v.count for v in views),
+            oldest_age_s=age(min((v.oldest_ms for v in views), default=None)),
+            oldest_active_age_s=age(min((v.oldest_ms for v in views if not v.parked), default=None)),
+            in_flight=len(self.inflight),
+            parked=sum(1 for v in views if v.parked),
+            waiting=self.waiting,
+            running=self.running,
+            slots=self.backend.max_concurrency,
         )

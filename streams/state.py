@@ -38,10 +38,12 @@ class PendingEvent(msgspec.Struct, frozen=True, kw_only=True, array_like=True):
     produced_ms: int  # the Kafka timestamp of the original message: where event-to-profile latency starts
     accepted_ms: int  # when this worker accepted it
     tokens: int  # evidence tokens (estimate for the flush trigger; the exact count is taken at flush)
+    backfill: bool = False  # came from a history import (`prefstream backfill`), not the live events topic
 
 
 class Pending(msgspec.Struct, frozen=True, kw_only=True):
-    """A user's events not yet in the profile, in the order they were accepted."""
+    """A user's events not yet in the profile, in the order they were accepted (`in_event_order` gives
+    the order an update reads them in)."""
 
     epoch: int
     events: tuple[PendingEvent, ...] = ()
@@ -60,6 +62,11 @@ class Meta(msgspec.Struct, frozen=True, kw_only=True):
     batch_cap: int = 0  # 0: no cap; set when degrading after failures
     parked: bool = False
     last_failure: str = ""
+    # The `ts` of the user's last forget (None: never forgotten): events that happened before it are not
+    # applied to the new epoch. Not 0 for "never": `ts` may be before 1970 (negative epoch milliseconds).
+    forget_ts_ms: int | None = None
+    # While a backfill of this user is arriving: a partial batch waits until this time (0: no backfill open).
+    backfill_hold_ms: int = 0
 
 
 class ProfileState(msgspec.Struct, frozen=True, kw_only=True):
@@ -79,6 +86,33 @@ class ProfileState(msgspec.Struct, frozen=True, kw_only=True):
     update_triples: int
     prompt_tokens: int
     completion_tokens: int
+
+
+class UpdateEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One applied update, kept with the profile for the inspector and the audit record (`schemas.updates`).
+
+    It is the update record's whole content: a replayed result re-publishes exactly these values."""
+
+    request_id: str
+    epoch: int
+    version: int
+    summary: str  # user text: erased with the profile
+    event_ids: tuple[str, ...]
+    events_applied: int
+    triples: int
+    first_event_ts_ms: int
+    last_event_ts_ms: int
+    prompt_tokens: int
+    completion_tokens: int
+    model: str
+    prompt_version: str
+    backend: str
+    attempt: int
+    degraded: bool
+    queued_ms: int  # the oldest folded event's accept time
+    requested_ms: int
+    finished_ms: int
+    applied_ms: int
 
 
 # --- dedupe ---------------------------------------------------------------------------------------
@@ -115,6 +149,35 @@ def remember(meta: Meta, key: bytes, now_ms: int, horizon_s: float, max_ids: int
 # --- transitions on events ------------------------------------------------------------------------
 
 
+def remember_many(meta: Meta, keys: list[bytes], now_ms: int, horizon_s: float, max_ids: int) -> Meta:
+    """`remember` for many keys at once (a backfill chunk): one pass instead of one per key."""
+    now_s = now_ms // 1000
+    cutoff = now_s - int(horizon_s)
+    kept = [
+        meta.seen[i : i + SEEN_SIZE]
+        for i in range(0, len(meta.seen), SEEN_SIZE)
+        if _SEEN.unpack_from(meta.seen, i)[1] >= cutoff
+    ]
+    kept += [_SEEN.pack(k, now_s & 0xFFFFFFFF) for k in keys]
+    if len(kept) > max_ids:
+        kept = kept[len(kept) - max_ids :]
+    return msgspec.structs.replace(meta, seen=b"".join(kept))
+
+
+def seen_set(meta: Meta) -> set[bytes]:
+    """The remembered keys, for many lookups at once."""
+    return {meta.seen[i : i + 8] for i in range(0, len(meta.seen), SEEN_SIZE)}
+
+
+def accept_many(pending: Pending | None, meta: Meta, events: list[PendingEvent]) -> Pending | None:
+    """`accept` for many events at once (one new tuple, not one per event)."""
+    if not events:
+        return pending
+    if pending is None or pending.epoch != meta.epoch:
+        return Pending(epoch=meta.epoch, events=tuple(events))
+    return Pending(epoch=pending.epoch, events=(*pending.events, *events))
+
+
 def accept(pending: Pending | None, meta: Meta, event: PendingEvent) -> Pending:
     """Append an accepted event to the user's pending evidence (a fresh buffer in a new epoch)."""
     if pending is None or pending.epoch != meta.epoch:
@@ -122,9 +185,32 @@ def accept(pending: Pending | None, meta: Meta, event: PendingEvent) -> Pending:
     return Pending(epoch=pending.epoch, events=(*pending.events, event))
 
 
-def forget(meta: Meta) -> Meta:
-    """The meta of a forgotten user: next epoch, no profile, no failures; dedupe memory kept."""
-    return Meta(epoch=meta.epoch + 1, version=0, seen=meta.seen)
+def forget(meta: Meta, ts_ms: int) -> Meta:
+    """The meta of a forgotten user: next epoch, no profile, no failures; dedupe memory kept, and the
+    forget's event time (the latest of all forgets), before which events are not applied any more."""
+    latest = ts_ms if meta.forget_ts_ms is None else max(meta.forget_ts_ms, ts_ms)
+    return Meta(epoch=meta.epoch + 1, version=0, seen=meta.seen, forget_ts_ms=latest)
+
+
+def before_forget(meta: Meta, ts_ms: int) -> bool:
+    """Whether an event that happened at `ts_ms` predates the user's last forget (it is then not applied:
+    the forget erased what happened before it, and a late or backfilled event must not bring it back)."""
+    return meta.forget_ts_ms is not None and ts_ms < meta.forget_ts_ms
+
+
+def in_event_order(events: tuple[PendingEvent, ...]) -> tuple[PendingEvent, ...]:
+    """Pending events in the order an update reads them: by event time, ties by arrival (accept order).
+
+    Events of one user that came through different producers or paths (a backfill, a late mobile batch)
+    reach the worker out of order; within an update the model reads them in the order they happened."""
+    order = sorted(range(len(events)), key=lambda i: (events[i].ts_ms, i))
+    return tuple(events[i] for i in order)
+
+
+def batch_of(pending: Pending | None, event_ids: tuple[str, ...]) -> tuple[PendingEvent, ...]:
+    """The pending events named by `event_ids`, in that order (those still pending)."""
+    by_id = {e.event_id: e for e in (pending.events if pending else ())}
+    return tuple(by_id[i] for i in event_ids if i in by_id)
 
 
 def view_of(partition: int, meta: Meta, pending: Pending | None) -> UserView | None:
@@ -143,6 +229,8 @@ def view_of(partition: int, meta: Meta, pending: Pending | None) -> UserView | N
         next_retry_ms=meta.next_retry_ms,
         parked=meta.parked,
         batch_cap=meta.batch_cap,
+        backfill=any(e.backfill for e in events),
+        hold_until_ms=meta.backfill_hold_ms,
     )
 
 
@@ -173,9 +261,9 @@ def check_base(meta: Meta, pending: Pending | None, epoch: int, base_version: in
     if base_version != meta.version:
         return Rejected("version")
     # Only the apply step removes pending events and it always bumps the version, so with the version
-    # unchanged the batch must still be the head of the buffer; anything else is a bug worth refusing.
-    head = tuple(e.event_id for e in (pending.events if pending else ())[: len(event_ids)])
-    if head != event_ids:
+    # unchanged every event of the batch must still be pending; anything else is a bug worth refusing.
+    # (Not necessarily the head: an event that happened earlier may have arrived since the request.)
+    if len(batch_of(pending, event_ids)) != len(event_ids):
         return Rejected("events")
     return None
 
@@ -202,8 +290,9 @@ def apply_success(
     if guard is not None:
         return guard
     assert pending is not None  # check_base guarantees the batch is there
-    applied = pending.events[: len(event_ids)]
-    rest = pending.events[len(event_ids) :]
+    applied = batch_of(pending, event_ids)
+    taken = set(event_ids)
+    rest = tuple(e for e in pending.events if e.event_id not in taken)
     before = 0
     if profile is not None and profile.epoch == epoch:
         # The profile is written before the user record (`streams.apply`); after a crash between the two
@@ -300,3 +389,13 @@ def degraded(meta: Meta, plan: RetryPlan) -> bool:
 def redrive(meta: Meta) -> Meta:
     """Unpark a user: the next update starts a fresh series of attempts at full size."""
     return msgspec.structs.replace(meta, parked=False, attempts=0, next_retry_ms=0, batch_cap=0)
+
+
+# --- history ---------------------------------------------------------------------------------------
+
+
+def push_history(history: tuple[UpdateEntry, ...], entry: UpdateEntry, keep: int) -> tuple[UpdateEntry, ...]:
+    """The last `keep` updates of `entry`'s epoch, oldest first, with `entry` last. An entry of the same
+    version is replaced: a result applied again after a crash between the profile write and the user write."""
+    kept = [e for e in history if e.epoch == entry.epoch and e.version < entry.version]
+    return (*kept, entry)[-keep:]

@@ -3,7 +3,8 @@
 Keys are UTF-8 with a one-letter prefix, so the three kinds of value share one changelog:
 
     u/<user_id>               `UserRecord`: content-free bookkeeping (`Meta`) and pending evidence
-    p/<user_id>               `ProfileRecord`: the current summary and its provenance
+    p/<user_id>               `ProfileRecord`: the current summary and its provenance, and the last
+                              PREFSTREAM_HISTORY_VERSIONS updates (`UpdateEntry`: summary, events, costs)
     o/<role>/<partition>      `SourceProgress`: the last source offset processed, and the last one
                               whose dead letter the broker confirmed (role: events, repartition, results)
 
@@ -15,7 +16,9 @@ writes a change to the partition of the message being processed; aiokafka sends 
 partition at a time). Whatever a new owner restores is a state the old owner really had, and the
 progress record restored with it says exactly which source offsets that state includes.
 
-Every value carries `format` (`STATE_FORMAT`): a later release reads older values by it.
+Every value carries `format` (`STATE_FORMAT`): a later release reads older values by it. Fields added
+with a default keep the format (an older value reads with the default): `ProfileRecord.history`, added
+after 0.2.0, is one, so a profile stored by 0.2.0 reads as one without history.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Final
 
 import msgspec
 
-from prefstream.streams.state import Meta, Pending, ProfileState
+from prefstream.streams.state import Meta, Pending, ProfileState, UpdateEntry
 
 __all__ = ["STATE_FORMAT", "ProfileRecord", "SourceProgress", "Store", "UserRecord"]
 
@@ -46,10 +49,12 @@ class UserRecord(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ProfileRecord(msgspec.Struct, frozen=True, kw_only=True):
-    """A user's current profile (written only when an update is applied)."""
+    """A user's current profile and its recent history (written only when an update is applied). The history
+    lives in the same value so that a forget's one tombstone erases both."""
 
     format: int = STATE_FORMAT
     profile: ProfileState
+    history: tuple[UpdateEntry, ...] = ()  # the last updates of the profile's epoch, oldest first (added after 0.2.0)
 
 
 class SourceProgress(msgspec.Struct, frozen=True, kw_only=True):
@@ -91,6 +96,10 @@ class Store:
         raw = self.table.get(user_key(user_id))
         return UserRecord() if raw is None else _USER_DEC.decode(raw)
 
+    def has_user(self, user_id: str) -> bool:
+        """Whether the user has a record (an event of theirs was accepted here, or they were forgotten)."""
+        return self.table.get(user_key(user_id)) is not None
+
     def put_user(self, user_id: str, meta: Meta, pending: Pending | None) -> None:
         self.table[user_key(user_id)] = _ENC.encode(UserRecord(meta=meta, pending=pending))
 
@@ -117,11 +126,16 @@ class Store:
     # --- profiles ----------------------------------------------------------------------------------
 
     def profile(self, user_id: str) -> ProfileState | None:
-        raw = self.table.get(profile_key(user_id))
-        return None if raw is None else _PROFILE_DEC.decode(raw).profile
+        record = self.profile_record(user_id)
+        return None if record is None else record.profile
 
-    def put_profile(self, user_id: str, profile: ProfileState) -> None:
-        self.table[profile_key(user_id)] = _ENC.encode(ProfileRecord(profile=profile))
+    def profile_record(self, user_id: str) -> ProfileRecord | None:
+        """The profile with its history."""
+        raw = self.table.get(profile_key(user_id))
+        return None if raw is None else _PROFILE_DEC.decode(raw)
+
+    def put_profile(self, user_id: str, profile: ProfileState, history: tuple[UpdateEntry, ...]) -> None:
+        self.table[profile_key(user_id)] = _ENC.encode(ProfileRecord(profile=profile, history=history))
 
     def delete_profile(self, user_id: str, *, always: bool = False) -> None:
         """Delete the stored profile (faust writes the changelog tombstone). `always`: write the tombstone

@@ -5,7 +5,8 @@ name their partition, murmur2(user_id) % P:
 
     events ─────────┐
     {id}-repartition ├─> agent `state` ──> table `state` (RocksDB, changelogged)
-    {id}-results ────┘        ├─> dead letters, repartitioned events, profiles, failure records
+    {id}-results ────┤        ├─> dead letters, repartitioned events, profiles, failure records
+    {id}-backfill ───┘        │   (histories from `prefstream backfill`, `streams.backfill_ingest`)
                               └─> reports to the fold scheduler ──> model ──> {id}-results
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefstream.kafka.security import faust_credentials
+from prefstream.schemas.deadletter import DLQ_MAX_MESSAGE_BYTES
 from prefstream.settings import Settings
 from prefstream.topics import TopicSpec, compacted_configs
 
@@ -35,7 +37,7 @@ ROCKSDB_OPTIONS = {
 def internal_topics(settings: Settings) -> dict[str, str]:
     """Names of prefstream's internal topics (faust's app id is their prefix)."""
     app_id = settings.worker.app_id
-    names = {"repartition": f"{app_id}-repartition", "results": f"{app_id}-results"}
+    names = {"repartition": f"{app_id}-repartition", "results": f"{app_id}-results", "backfill": f"{app_id}-backfill"}
     names["state"] = f"{app_id}-{STATE_TABLE}-changelog"
     return names
 
@@ -52,9 +54,12 @@ def internal_topic_specs(settings: Settings) -> list[TopicSpec]:
     names = internal_topics(settings)
     transit = {"cleanup.policy": "delete", "retention.ms": str(settings.topics.internal_retention_ms)}
     changelog = compacted_configs(settings.topics)
+    # A history waits here until the worker takes it: kept as long as live events are.
+    history = {"cleanup.policy": "delete", "retention.ms": str(settings.topics.events_retention_ms)}
     return [
         TopicSpec(names["repartition"], p, rf, transit),
         TopicSpec(names["results"], p, rf, transit),
+        TopicSpec(names["backfill"], p, rf, history),
         TopicSpec(names["state"], p, rf, changelog, strict=("cleanup.policy",)),
     ]
 
@@ -81,6 +86,8 @@ def faust_options(settings: Settings) -> dict[str, Any]:
         "broker_request_timeout": max(90.0, w.session_timeout_s + 10.0),
         "broker_commit_interval": w.commit_interval_s,
         "broker_max_poll_records": 500,
+        # A dead letter carries the rejected message verbatim: as large as an app's producer may send.
+        "producer_max_request_size": DLQ_MAX_MESSAGE_BYTES,
         "stream_buffer_maxsize": 1024,
         "consumer_auto_offset_reset": "earliest",
         "web_enabled": True,

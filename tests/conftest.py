@@ -82,6 +82,7 @@ def test_env(kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: 
         "PREFSTREAM_PROFILES_TOPIC": unique_name("profiles"),
         "PREFSTREAM_DLQ_TOPIC": unique_name("dlq"),
         "PREFSTREAM_FAILURES_TOPIC": unique_name("failures"),
+        "PREFSTREAM_UPDATES_TOPIC": unique_name("updates"),
         "PREFSTREAM_APP_ID": unique_name("app"),
         "PREFSTREAM_DATA_DIR": str(tmp_path / "data"),
         "PREFSTREAM_PARTITIONS": "2",

@@ -35,7 +35,7 @@ class Prepared:
 
 def prepare(tokenizer: PromptTokenizer, request: UpdateRequest, budget: int) -> Prepared | UpdateFailure:
     """Render and encode the prompt; an over-budget prompt is a (non-retryable) failure, never a cut."""
-    rendered = P.render(request.previous_summary, request.evidence)
+    rendered = P.render(request.previous_summary, request.evidence, max_summary_tokens=tokenizer.max_summary_tokens)
     ids = tokenizer.encode(rendered)
     try:
         check_budget(len(ids), budget)
@@ -58,12 +58,23 @@ def outcome(
     latency_s: float,
     model_id: str,
     max_summary_chars: int,
+    tokenizer: PromptTokenizer | None = None,
 ) -> UpdateSuccess | UpdateFailure:
-    """Parse a finished generation into a success, or a failure with its distinct reason."""
+    """Parse a finished generation into a success, or a failure with its distinct reason.
+
+    With a `tokenizer` whose `max_summary_tokens` is set, the summary is trimmed to that many tokens.
+    """
     if finish_reason == "abort":
         return failure(request, FailureReason.ABORTED, "the engine aborted the request")
+    max_tokens = tokenizer.max_summary_tokens if tokenizer is not None else None
     try:
-        summary = parse_summary(text, finish_reason=finish_reason, max_chars=max_summary_chars)
+        summary = parse_summary(
+            text,
+            finish_reason=finish_reason,
+            max_chars=max_summary_chars,
+            max_tokens=max_tokens,
+            count_tokens=tokenizer.count_text_tokens if tokenizer is not None else None,
+        )
     except OutputParseError as exc:
         return failure(request, exc.reason, str(exc))
     return UpdateSuccess(
@@ -71,5 +82,13 @@ def outcome(
         summary=summary,
         usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, latency_s=latency_s),
         model=model_id,
-        prompt_version=P.PROMPT_VERSION,
+        prompt_version=P.prompt_version(max_tokens),
     )
+
+
+def cache_salt(tenant: str | None) -> str | None:
+    """vLLM's `cache_salt` for a tenant's requests: prefix-cache blocks are then keyed by it too, so a cached
+    prompt prefix is never reused across tenants (`vllm/v1/core/kv_cache_utils.py` hashes it into the first
+    block). None without a tenant: the cache behaves as before. The tenant pattern excludes the characters
+    vLLM refuses in a salt (`@`, `/`, `\\`, NUL) and keeps it under vLLM's 128 characters."""
+    return None if tenant is None else f"tenant:{tenant}"

@@ -29,6 +29,11 @@ _ITEM = re.compile(r"^- (?P<label>.+) \(x(?P<count>\d+)\)$")
 _PLACEHOLDERS = frozenset({NO_NEGATIVE, NO_POSITIVE})
 
 
+def estimate_tokens(text: str) -> int:
+    """This backend's token estimate (it has no tokenizer): about 4 characters per token."""
+    return len(text) // 4 + 1
+
+
 def item_label(text: str) -> str:
     """A short, one-line label for an item: its first non-empty line, whitespace collapsed, capped."""
     line = next((ln for ln in text.splitlines() if ln.strip()), "")
@@ -81,9 +86,12 @@ class ExtractiveBackend:
     model_id = "extractive-baseline"
     prompt_version = "extractive-v1"
 
-    def __init__(self, *, max_items: int, max_summary_chars: int, prompt_token_budget: int) -> None:
+    def __init__(
+        self, *, max_items: int, max_summary_chars: int, prompt_token_budget: int, max_summary_tokens: int | None = None
+    ) -> None:
         self.max_items = max_items
         self.max_summary_chars = max_summary_chars
+        self.max_summary_tokens = max_summary_tokens
         self.prompt_token_budget = prompt_token_budget
         self.max_concurrency = 64
         self._closed = False
@@ -94,6 +102,7 @@ class ExtractiveBackend:
         return cls(
             max_items=m.extractive_max_items,
             max_summary_chars=m.max_summary_chars,
+            max_summary_tokens=m.max_summary_tokens,
             prompt_token_budget=m.prompt_token_budget,
         )
 
@@ -110,7 +119,7 @@ class ExtractiveBackend:
         start = time.perf_counter()
         items = self.max_items
         summary = fold(request.previous_summary, request.evidence, max_items=items)
-        while len(summary) > self.max_summary_chars and items > 1:  # keep the profile within the limit
+        while self._too_long(summary) and items > 1:  # keep the profile within the limits
             items -= 1
             summary = fold(request.previous_summary, request.evidence, max_items=items)
         return UpdateSuccess(
@@ -120,6 +129,11 @@ class ExtractiveBackend:
             model=self.model_id,
             prompt_version=self.prompt_version,
         )
+
+    def _too_long(self, summary: str) -> bool:
+        if len(summary) > self.max_summary_chars:
+            return True
+        return self.max_summary_tokens is not None and estimate_tokens(summary) > self.max_summary_tokens
 
     def check_health(self) -> None:
         return None

@@ -27,7 +27,7 @@ import httpx
 import structlog
 
 from prefstream.models import prompt as P
-from prefstream.models.backends.common import Prepared, failure, outcome, prepare, tokenizer_path
+from prefstream.models.backends.common import Prepared, cache_salt, failure, outcome, prepare, tokenizer_path
 from prefstream.models.errors import BackendDeadError, BackendUnavailableError, FailureReason
 from prefstream.models.interface import UpdateFailure, UpdateRequest, UpdateSuccess
 from prefstream.models.timebox import TimeBox
@@ -54,10 +54,10 @@ class OpenAIBackend:
     def __init__(self, settings: ModelSettings, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.settings = settings
         self.model_id = settings.effective_model_id
-        self.prompt_version = P.PROMPT_VERSION
+        self.prompt_version = P.prompt_version(settings.max_summary_tokens)
         self.max_concurrency = settings.openai_concurrency
         self.prompt_token_budget = settings.prompt_token_budget
-        self.tokenizer = PromptTokenizer(tokenizer_path(settings))
+        self.tokenizer = PromptTokenizer(tokenizer_path(settings), max_summary_tokens=settings.max_summary_tokens)
         self.timebox = TimeBox.from_settings(settings)
         # Test hook: extra request-body fields (e.g. structured_outputs, ignore_eos).
         self.body_overrides: dict[str, Any] = {}
@@ -137,6 +137,11 @@ class OpenAIBackend:
         if self._client is None:
             return failure(request, FailureReason.BACKEND_UNAVAILABLE, "the openai backend is not started")
         body = self._body(prepared.ids, request.degraded)
+        salt = cache_salt(request.tenant)
+        if salt is not None:
+            body["cache_salt"] = salt  # vllm serve: no prefix-cache sharing across tenants
+        if request.priority:
+            body["priority"] = request.priority  # a backfill: needs `vllm serve --scheduling-policy priority`
         timeout = self.timebox.timeout_for(int(body["max_tokens"]))
         started = time.perf_counter()
         try:
@@ -168,6 +173,7 @@ class OpenAIBackend:
             latency_s=latency,
             model_id=self.model_id,
             max_summary_chars=self.settings.max_summary_chars,
+            tokenizer=self.tokenizer,
         )
         if finish in ("stop", "length"):
             self.timebox.observe(latency, completion_tokens)

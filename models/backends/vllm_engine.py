@@ -19,14 +19,18 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
+import shutil
+import tempfile
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from prefstream import logs
 from prefstream.models import prompt as P
-from prefstream.models.backends.common import Prepared, failure, outcome, prepare, tokenizer_path
+from prefstream.models.backends.common import Prepared, cache_salt, failure, outcome, prepare, tokenizer_path
 from prefstream.models.errors import BackendDeadError, BackendUnavailableError, FailureReason
 from prefstream.models.interface import UpdateFailure, UpdateRequest, UpdateSuccess
 from prefstream.models.timebox import TimeBox
@@ -59,6 +63,8 @@ def engine_kwargs(m: ModelSettings) -> dict[str, Any]:
         "enforce_eager": m.vllm_enforce_eager,
         "tensor_parallel_size": m.vllm_tensor_parallel_size,
         "seed": m.vllm_seed,
+        # Backfill updates carry a higher (later) priority than live ones (`UpdateRequest.priority`).
+        "scheduling_policy": m.vllm_scheduling_policy,
         # Qwen3's reasoning markers: lets thinking_token_budget force `</think>` (the reasoning budget).
         "reasoning_parser": "qwen3",
         "disable_log_stats": True,
@@ -106,6 +112,32 @@ def sampling_params(m: ModelSettings, *, degraded: bool, **overrides: Any) -> An
     return SamplingParams(**kwargs)
 
 
+# Root causes a person can fix by a setting, and which one (matched in the cause's text).
+_HINTS = (
+    ("cannot find any model weights", "no weights in the model directory; a tiny test model from "
+     "`python -m prefstream.models.tiny` has none: set PREFSTREAM_VLLM_LOAD_FORMAT=dummy"),
+    ("no such file or directory", "check PREFSTREAM_MODEL (the model directory)"),
+    ("does not appear to have a file named config.json", "check PREFSTREAM_MODEL (the model directory)"),
+    ("kv cache", "the KV cache does not fit: on CPU set VLLM_CPU_KVCACHE_SPACE (GiB), on a GPU "
+     "PREFSTREAM_VLLM_GPU_MEMORY_UTILIZATION, or lower PREFSTREAM_VLLM_MAX_MODEL_LEN"),
+    ("max_model_len", "lower PREFSTREAM_VLLM_MAX_MODEL_LEN to what the model supports"),
+)
+
+
+def start_failure(exc: BaseException, cause_path: str) -> str:
+    """One line for an engine that failed to start: the root cause the engine process logged (vLLM's own
+    exception only says `Engine core initialization failed. See root cause above.`) and what to set."""
+    try:
+        with open(cause_path, encoding="utf-8") as f:
+            root = f.read().strip()
+    except OSError:
+        root = ""
+    if not root:
+        root = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+    hint = next((h for needle, h in _HINTS if needle in root.lower()), None)
+    return f"{root}" + (f" ({hint})" if hint else "")
+
+
 class VllmBackend:
     """AlignXplore+ on an in-process AsyncLLM."""
 
@@ -114,10 +146,10 @@ class VllmBackend:
     def __init__(self, settings: ModelSettings, *, engine_overrides: dict[str, Any] | None = None) -> None:
         self.settings = settings
         self.model_id = settings.effective_model_id
-        self.prompt_version = P.PROMPT_VERSION
+        self.prompt_version = P.prompt_version(settings.max_summary_tokens)
         self.max_concurrency = stream_window(settings)
         self.prompt_token_budget = settings.prompt_token_budget
-        self.tokenizer = PromptTokenizer(tokenizer_path(settings))
+        self.tokenizer = PromptTokenizer(tokenizer_path(settings), max_summary_tokens=settings.max_summary_tokens)
         self.timebox = TimeBox.from_settings(settings)
         # Test hook: extra SamplingParams fields (e.g. structured_outputs) and generate() kwargs.
         self.sampling_overrides: dict[str, Any] = {}
@@ -143,20 +175,26 @@ class VllmBackend:
             return
         if self._closed:
             raise BackendUnavailableError("the vllm backend is closed")
+        # vLLM's lines join the worker's JSON log, and the engine process's root cause is kept (see below).
+        logs_dir = tempfile.mkdtemp(prefix="prefstream-vllm-")
+        cause = os.path.join(logs_dir, "root-cause")
+        logs.route_vllm_logs(logs_dir, cause)
         try:
             from vllm.usage.usage_lib import UsageContext
             from vllm.v1.engine.async_llm import AsyncLLM
         except ImportError as exc:
             raise BackendUnavailableError(f"vllm is not installed: {exc}") from exc
-        args = engine_args(self.settings, **self._engine_overrides)
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
+            args = engine_args(self.settings, **self._engine_overrides)
             self._engine = await loop.run_in_executor(
                 None, lambda: AsyncLLM.from_engine_args(args, usage_context=UsageContext.ENGINE_CONTEXT)
             )
         except Exception as exc:
-            raise BackendUnavailableError(f"the vLLM engine failed to start: {exc}") from exc
+            raise BackendUnavailableError(f"the vLLM engine failed to start: {start_failure(exc, cause)}") from exc
+        finally:
+            shutil.rmtree(logs_dir, ignore_errors=True)
         log.info("vllm engine started", model=self.model_id, seconds=round(time.perf_counter() - started, 1))
 
     def count_prompt_tokens(self, previous_summary: str | None, evidence: tuple[Evidence, ...]) -> int:
@@ -181,7 +219,9 @@ class VllmBackend:
             async with asyncio.timeout(timeout):
                 # Cancellation (ours or the time box's) inside generate() aborts the request in the engine.
                 async for out in self._engine.generate(
-                    tokens_input(prepared.ids), params, engine_rid, **self.generate_overrides
+                    tokens_input(prepared.ids, cache_salt=cache_salt(request.tenant)), params, engine_rid,
+                    priority=request.priority if self.settings.vllm_scheduling_policy == "priority" else 0,
+                    **self.generate_overrides,
                 ):
                     final = out
         except TimeoutError:
@@ -210,6 +250,7 @@ class VllmBackend:
             latency_s=latency,
             model_id=self.model_id,
             max_summary_chars=self.settings.max_summary_chars,
+            tokenizer=self.tokenizer,
         )
         if completion.finish_reason in ("stop", "length"):
             self.timebox.observe(latency, len(completion.token_ids))

@@ -1,4 +1,9 @@
-"""`prefstream kafka up|down|status|fetch`: a local broker for development, demos and tests."""
+"""`prefstream kafka up|down|status|wait|fetch`: a local broker for development, demos and tests.
+
+`KAFKA_BOOTSTRAP_SERVERS` decides what `up` does: a remote address is someone else's broker (`up`
+waits for it and starts nothing); a loopback address is this machine's, so `up` starts a local broker
+on that port unless one already answers there (the `Procfile` and the test suite rely on this).
+"""
 
 from __future__ import annotations
 
@@ -67,10 +72,14 @@ def run(args: argparse.Namespace) -> int:
         host, _, port = first.rpartition(":")
         named = "KAFKA_BOOTSTRAP_SERVERS" in os.environ
         ours = local.LocalCluster.load(root) is not None
-        if named and not ours and (host not in LOOPBACK or _answers(settings)):
-            # A broker was named and is there (or is remote): use it, start nothing.
+        if named and not ours and host not in LOOPBACK:
+            # A remote broker was named: it is someone else's to run; wait for it, start nothing.
             local.wait_ready(settings.kafka.bootstrap_servers, 1, timeout=30, **kafka_python_kwargs(settings.kafka))
             print(f"using the broker at {settings.kafka.bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS); nothing started")
+            return 0
+        if named and not ours and _answers(settings):
+            print(f"using the broker already answering at {settings.kafka.bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS); "
+                  "nothing started")  # fmt: skip
             return 0
         # Otherwise start one: on the named loopback port (the Procfile's case), else on 9092.
         base = args.port or (int(port) if named and port.isdigit() else DEFAULT_PORT)
@@ -96,8 +105,27 @@ def run(args: argparse.Namespace) -> int:
             print(f"no local Kafka was started from {root}")
         return 0
     if args.command == "kafka status":
+        cluster = local.LocalCluster.load(root)
+        if "KAFKA_BOOTSTRAP_SERVERS" in os.environ and (
+            cluster is None or cluster.bootstrap_servers != settings.kafka.bootstrap_servers
+        ):
+            return _status_named(settings, root)
         return _status(root)
     raise AssertionError(args.command)
+
+
+def _status_named(settings: Settings, root: Path) -> int:
+    """The broker KAFKA_BOOTSTRAP_SERVERS names, which `kafka up` did not start from this data dir:
+    answering (0) or not (1)."""
+    where = f"the broker at {settings.kafka.bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS)"
+    try:
+        local.wait_ready(settings.kafka.bootstrap_servers, 1, timeout=settings.kafka.connect_timeout_s,
+                         **kafka_python_kwargs(settings.kafka))  # fmt: skip
+    except KafkaSetupError as exc:
+        print(f"not answering: {where}; {str(exc).rpartition(': ')[2]}")
+        return 1
+    print(f"running: {where} answers (not started by `prefstream kafka up` from {root})")
+    return 0
 
 
 def _status(root: Path) -> int:

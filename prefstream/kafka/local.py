@@ -303,8 +303,8 @@ def is_running(pid: int, root: Path) -> bool:
     return _alive(pid) and _ours(pid, root.resolve())
 
 
-def _accepts(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+def _accepts(port: int, host: str = "127.0.0.1") -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
         return True
     return False
 
@@ -320,24 +320,27 @@ def wait_ready(
     from kafka.errors import KafkaError
 
     deadline = time.monotonic() + timeout
-    last: Exception | None = None
+    first = bootstrap_servers.split(",")[0].strip()
+    host, _, port = first.rpartition(":")
+    last = f"nothing accepted connections at {first}"
     while time.monotonic() < deadline:
         dead = [p for p in pids if not _alive(p)]
         if dead:
             raise KafkaSetupError(f"broker process(es) {dead} exited during start-up")
-        first_port = int(bootstrap_servers.split(",")[0].rsplit(":", 1)[1])
-        if _accepts(first_port):
+        if _accepts(int(port), host.strip("[]") or "127.0.0.1"):
             try:
                 admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=5000, **client)
                 try:
-                    if len(admin.describe_cluster()["brokers"]) >= brokers:
+                    found = len(admin.describe_cluster()["brokers"])
+                    if found >= brokers:
                         return
+                    last = f"{found} of {brokers} brokers registered"
                 finally:
                     admin.close()
             except KafkaError as exc:
-                last = exc
+                last = f"connections open but the broker does not answer Kafka requests ({type(exc).__name__})"
         time.sleep(0.3)
-    raise KafkaSetupError(f"Kafka at {bootstrap_servers} not ready after {timeout:.0f}s (last error: {last})")
+    raise KafkaSetupError(f"Kafka at {bootstrap_servers} not ready after {timeout:g}s: {last}")
 
 
 def _read_meta(node_dir: Path) -> dict[str, str] | None:

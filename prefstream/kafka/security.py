@@ -12,7 +12,9 @@ Nothing here logs: the password is passed to the client and nowhere else.
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,7 +29,12 @@ if TYPE_CHECKING:
 
 def kafka_python_kwargs(kafka: KafkaSettings) -> dict[str, Any]:
     """Keyword arguments for kafka-python's KafkaProducer, KafkaConsumer and KafkaAdminClient."""
-    kwargs: dict[str, Any] = {"security_protocol": kafka.security_protocol}
+    kwargs: dict[str, Any] = {
+        "security_protocol": kafka.security_protocol,
+        # A broker that accepts connections but never completes a handshake (wrong protocol or port)
+        # fails within the connect timeout instead of kafka-python's 30 s default.
+        "bootstrap_timeout_ms": int(kafka.connect_timeout_s * 1000),
+    }
     if kafka.uses_sasl:
         kwargs.update(
             sasl_mechanism=kafka.sasl_mechanism,
@@ -129,11 +136,55 @@ class _HeldRecords(logging.Handler):
         return " ".join(r.getMessage() for r in self.records[-200:] if r.levelno >= logging.WARNING)
 
 
+def _address(hostport: str) -> tuple[str, int]:
+    host, sep, port = hostport.strip().rpartition(":")
+    if not sep or not port.isdigit():
+        return hostport.strip().strip("[]"), 9092  # kafka-python's default port
+    return host.strip("[]"), int(port)
+
+
+def _reach(hostport: str, timeout: float) -> str | None:
+    """None when a TCP connection to `hostport` opens within `timeout`, else why not (a few words)."""
+    host, port = _address(hostport)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except socket.gaierror:
+        return "unknown host"
+    except TimeoutError:
+        return f"no answer within {timeout:g}s"
+    except ConnectionRefusedError:
+        return "connection refused"
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+
+
+def probe(kafka: KafkaSettings) -> None:
+    """Raise one `KafkaConnectError` line when no bootstrap address accepts a TCP connection.
+
+    kafka-python would retry an unreachable address until its bootstrap timeout and then name no
+    cause; a plain connection attempt says within `PREFSTREAM_KAFKA_CONNECT_TIMEOUT_S` whether the
+    address is wrong (unknown host), nothing listens there (refused) or a firewall drops it (no answer).
+    """
+    addresses = [a.strip() for a in kafka.bootstrap_servers.split(",") if a.strip()]
+    with ThreadPoolExecutor(max_workers=max(1, len(addresses))) as pool:
+        why = list(pool.map(lambda a: _reach(a, kafka.connect_timeout_s), addresses))
+    if any(w is None for w in why):
+        return
+    causes = ", ".join(f"{a}: {w}" for a, w in zip(addresses, why, strict=True))
+    raise KafkaConnectError(
+        f"cannot reach Kafka at {kafka.bootstrap_servers} ({causes}); check KAFKA_BOOTSTRAP_SERVERS and that the "
+        "broker runs (`prefstream kafka up` starts a local one)"
+    )
+
+
 @contextmanager
 def client_errors(kafka: KafkaSettings) -> Iterator[None]:
-    """Around kafka-python client use: any KafkaError becomes one `KafkaConnectError` line."""
+    """Around kafka-python client use: an unreachable broker and any KafkaError become one
+    `KafkaConnectError` line."""
     from kafka.errors import KafkaError
 
+    probe(kafka)
     held = _HeldRecords()
     client_logger = logging.getLogger("kafka")
     client_logger.addHandler(held)
@@ -194,14 +245,14 @@ def worker_acls(settings: Settings) -> list[AclRule]:
 
     The worker checks (and creates when missing) every topic at start (`prefstream.topics.check_topics`:
     Describe, DescribeConfigs, Create), consumes events and its internal topics in the consumer group
-    `{app_id}`, and produces profiles, dead letters, failures and internal records. Its producer is
+    `{app_id}`, and produces profiles, dead letters, failures, update records and internal records. Its producer is
     not idempotent (faust's at_least_once), so it needs no IdempotentWrite.
     """
     t, app_id = settings.topics, settings.worker.app_id
     check = ("DESCRIBE", "DESCRIBE_CONFIGS", "CREATE")
     return [
         AclRule("TOPIC", t.events, "LITERAL", ("READ", *check), "consume events"),
-        *(AclRule("TOPIC", name, "LITERAL", ("WRITE", *check), "publish") for name in (t.profiles, t.dlq, t.failures)),
+        *(AclRule("TOPIC", name, "LITERAL", ("WRITE", *check), "publish") for name in (t.profiles, t.dlq, t.failures, t.updates)),
         AclRule("TOPIC", f"{app_id}-", "PREFIXED", ("READ", "WRITE", *check),
                 "internal topics: repartition, results, table changelogs, faust's leader topic"),
         AclRule("GROUP", app_id, "LITERAL", ("READ",), "the worker's consumer group (join, commit offsets)"),

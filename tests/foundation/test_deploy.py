@@ -19,7 +19,7 @@ def test_dashboard_queries_only_metrics_the_worker_exports() -> None:
         for family in StreamMetrics().registry.collect()
         for suffix in suffixes.get(family.type, ("",))
     }
-    dashboard = json.loads((ROOT / "deploy/grafana/prefstream.json").read_text())
+    dashboard = json.loads((ROOT / "deploy/k8s/base/dashboards/prefstream.json").read_text())
     used = {
         name
         for panel in dashboard["panels"]
@@ -34,7 +34,7 @@ def test_dashboard_queries_only_metrics_the_worker_exports() -> None:
 def test_procfile_names_a_backend_for_every_worker() -> None:
     """Each worker line of the Procfile names its model backend explicitly."""
     lines = [ln for ln in (ROOT / "Procfile").read_text().splitlines() if ln and not ln.startswith("#")]
-    assert {ln.split(":", 1)[0] for ln in lines} >= {"kafka", "worker"}
+    assert {ln.split(":", 1)[0] for ln in lines} >= {"kafka", "worker", "model", "worker-openai"}
     for line in lines:
         if " worker" in line:
             assert "PREFSTREAM_MODEL_BACKEND=" in line, line

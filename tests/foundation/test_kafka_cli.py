@@ -66,3 +66,24 @@ def test_up_after_down_keeps_data_and_reset_wipes_it(tmp_path: Path) -> None:
         assert reset.returncode == 0 and "started a local Kafka" in reset.stdout and "(new data in" in reset.stdout
     finally:
         _cli("kafka", "down", env=env)
+
+
+def test_status_reports_the_named_broker(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """`kafka status` checks the broker KAFKA_BOOTSTRAP_SERVERS names, not only one `kafka up` started (issue #9)."""
+    done = _cli("kafka", "status", env=_env(tmp_path, KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith(f"running: the broker at {kafka_bootstrap} (KAFKA_BOOTSTRAP_SERVERS) answers")
+    closed = f"127.0.0.1:{local.free_port()}"
+    done = _cli("kafka", "status", env=_env(tmp_path, KAFKA_BOOTSTRAP_SERVERS=closed))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout.strip() == f"not answering: the broker at {closed} (KAFKA_BOOTSTRAP_SERVERS); nothing " \
+                                  f"accepted connections at {closed}"  # fmt: skip
+
+
+def test_wait_names_what_it_waited_for(tmp_path: Path) -> None:
+    """`kafka wait` on a closed port ends with one line saying nothing accepted connections, not `last error: None`."""
+    closed = f"127.0.0.1:{local.free_port()}"
+    done = _cli("kafka", "wait", "--timeout", "1", env=_env(tmp_path, KAFKA_BOOTSTRAP_SERVERS=closed))
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"prefstream kafka wait: Kafka at {closed} not ready after 1s: nothing accepted " \
+                                  f"connections at {closed}"  # fmt: skip

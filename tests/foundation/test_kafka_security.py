@@ -33,7 +33,7 @@ def _settings(env: dict[str, str]) -> Settings:
 def test_plaintext_is_the_default_and_needs_nothing() -> None:
     """With no security settings every client is PLAINTEXT and faust gets no credentials."""
     kafka = _settings({}).kafka
-    assert security.kafka_python_kwargs(kafka) == {"security_protocol": "PLAINTEXT"}
+    assert security.kafka_python_kwargs(kafka) == {"security_protocol": "PLAINTEXT", "bootstrap_timeout_ms": 5000}
     assert security.aiokafka_kwargs(kafka) == {"security_protocol": "PLAINTEXT"}
     assert security.faust_credentials(kafka) is None
 
@@ -50,7 +50,8 @@ def test_sasl_ssl_translates_for_every_client(tmp_path: Path) -> None:
         "PREFSTREAM_KAFKA_SSL_CHECK_HOSTNAME": "false",
     }).kafka  # fmt: skip
     assert security.kafka_python_kwargs(kafka) == {
-        "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "u",
+        "security_protocol": "SASL_SSL", "bootstrap_timeout_ms": 5000, "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "u",
         "sasl_plain_password": "p", "ssl_cafile": str(ca), "ssl_certfile": None, "ssl_keyfile": None,
         "ssl_check_hostname": False,
     }  # fmt: skip
@@ -87,11 +88,13 @@ def test_bad_combinations_fail_at_load_time(env: dict[str, str], message: str) -
 
 
 def test_settings_print_masks_the_password() -> None:
-    """`prefstream settings` never prints the SASL password."""
+    """`prefstream settings` never prints the SASL password: it shows `***` (issue #9: it used to drop it)."""
     env = {**os.environ, "PREFSTREAM_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "PREFSTREAM_KAFKA_SASL_USERNAME": "u",
            "PREFSTREAM_KAFKA_SASL_PASSWORD": "pw-must-not-show"}  # fmt: skip
     done = _cli("settings", env=env)
-    assert done.returncode == 0 and "sasl_username='u'" in done.stdout
+    lines = [line.split()[:2] for line in done.stdout.splitlines()]
+    assert done.returncode == 0 and ["PREFSTREAM_KAFKA_SASL_USERNAME", "u"] in lines
+    assert ["PREFSTREAM_KAFKA_SASL_PASSWORD", "***"] in lines
     assert "pw-must-not-show" not in done.stdout + done.stderr
 
 
@@ -156,9 +159,9 @@ def test_topics_ensure_over_sasl_ssl(secure_kafka: tuple[local.LocalCluster, loc
     grant(cluster, security.worker_acls(settings))
     first = _cli("topics", "ensure", env=secure_env)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.count(": created") == 4, first.stdout
+    assert first.stdout.count(": created") == 5, first.stdout
     again = _cli("topics", "ensure", env={**secure_env, "PREFSTREAM_LOG_LEVEL": "debug"})
-    assert again.returncode == 0 and again.stdout.count(": ok") == 4, again.stdout + again.stderr[-2000:]
+    assert again.returncode == 0 and again.stdout.count(": ok") == 5, again.stdout + again.stderr[-2000:]
     for done in (first, again):
         assert creds.password not in done.stdout + done.stderr
 

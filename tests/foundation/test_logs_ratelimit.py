@@ -191,6 +191,7 @@ def test_a_worker_stays_quiet_while_its_broker_is_down(tmp_path: Path) -> None:
             "PREFSTREAM_PROFILES_TOPIC": "ratelimit.profiles",
             "PREFSTREAM_DLQ_TOPIC": "ratelimit.dlq",
             "PREFSTREAM_FAILURES_TOPIC": "ratelimit.failures",
+            "PREFSTREAM_UPDATES_TOPIC": "ratelimit.updates",
             "PREFSTREAM_APP_ID": "ratelimit-app",
             "PREFSTREAM_PARTITIONS": "2",
             "PREFSTREAM_LOG_FORMAT": "json",

@@ -16,6 +16,8 @@ def test_defaults_match_the_contract() -> None:
     assert s.kafka.bootstrap_servers == "127.0.0.1:9092"
     assert (s.topics.events, s.topics.profiles) == ("prefstream.events", "prefstream.profiles")
     assert (s.topics.dlq, s.topics.failures) == ("prefstream.dlq", "prefstream.failures")
+    assert s.topics.updates == "prefstream.updates"
+    assert (s.audit.history_versions, s.audit.updates_include_summary, s.audit.inspector_enabled) == (10, False, False)
     assert s.worker.app_id == "prefstream"
     assert s.worker.web_bind == "127.0.0.1"
     assert s.model.backend is None
@@ -38,6 +40,9 @@ def test_environment_overrides_are_typed() -> None:
         ({"PREFSTREAM_PARTITIONS": "0"}, "PREFSTREAM_PARTITIONS must be >= 1"),
         ({"PREFSTREAM_MODEL_BACKEND": "gpt"}, "PREFSTREAM_MODEL_BACKEND='gpt': expected one of"),
         ({"PREFSTREAM_LOG_FORMAT": "xml"}, "expected one of json, console"),
+        ({"PREFSTREAM_HISTORY_VERSIONS": "0"}, "PREFSTREAM_HISTORY_VERSIONS must be >= 1, got 0"),
+        ({"PREFSTREAM_INSPECTOR_ENABLED": "true"}, "PREFSTREAM_INSPECTOR_ENABLED=true needs PREFSTREAM_INSPECTOR_TOKEN"),
+        ({"PREFSTREAM_INSPECTOR_ENABLED": "1", "PREFSTREAM_INSPECTOR_TOKEN": "short"}, "of at least 16 characters"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
@@ -77,3 +82,11 @@ def test_readme_event_tables_match_the_contract_docs() -> None:
     assert block is not None
     readme = (root / "README.md").read_text()
     assert block.group(1).replace("#### ", "### ") in readme, "run: bash scripts/update-readme"
+
+
+def test_inspector_token_is_never_shown() -> None:
+    """The inspector token is a secret: the settings' repr and the README table never show its value."""
+    token = "t0ken-" + "x" * 20
+    s = Settings.from_env({"PREFSTREAM_INSPECTOR_ENABLED": "true", "PREFSTREAM_INSPECTOR_TOKEN": token})
+    assert s.audit.inspector_token == token
+    assert token not in repr(s) and token not in markdown_table()

@@ -21,9 +21,11 @@ def test_ensure_creates_then_reports_ok(test_env: dict[str, str], kafka_topics: 
     """The first ensure creates every public topic; the second finds them all as specified."""
     settings = _settings(test_env)
     first = ensure_topics(settings)
-    assert [r.action for r in first] == ["created"] * 4
+    assert [r.name for r in first] == [settings.topics.events, settings.topics.profiles, settings.topics.dlq,
+                                       settings.topics.failures, settings.topics.updates]  # fmt: skip
+    assert [r.action for r in first] == ["created"] * 5
     second = ensure_topics(settings)
-    assert [r.action for r in second] == ["ok"] * 4, [str(r) for r in second]
+    assert [r.action for r in second] == ["ok"] * 5, [str(r) for r in second]
     _delete(settings)
 
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 
 from model_helpers import engine_settings, request
@@ -191,6 +192,44 @@ def test_tiny_model_is_built_once_atomically(tmp_path: Path) -> None:
     assert ensure_tiny_model(target) == target
     assert (target / "tokenizer.json").stat().st_mtime_ns == stamp
     assert [p.name for p in tmp_path.iterdir()] == ["tiny"]  # no staging leftovers
+
+
+async def test_openai_salts_the_prefix_cache_per_tenant(tiny_model_dir: Path) -> None:
+    """A tenant's request carries `cache_salt` (vllm serve keys its prefix cache by it); one without a
+    tenant carries none, as before tenants existed."""
+    calls: list[dict] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        if req.url.path.endswith("/models"):
+            return httpx.Response(200, json={"data": [{"id": "tiny"}]})
+        calls.append(json.loads(req.content))
+        return completion("<think>\nx\n</think>\n\nLikes jazz.")
+
+    backend = openai_backend(tiny_model_dir, handler)
+    await backend.start()
+    await backend.update(msgspec.structs.replace(request(1), user_id="shop/u1", tenant="shop"))
+    await backend.update(request(2))
+    await backend.aclose()
+    assert calls[0]["cache_salt"] == "tenant:shop" and "cache_salt" not in calls[1]
+
+
+async def test_openai_sends_the_priority_of_a_backfill_update(tiny_model_dir: Path) -> None:
+    """A backfill update carries `priority` (vllm serve with --scheduling-policy priority runs it after live
+    ones); a live update sends none."""
+    calls: list[dict] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        if req.url.path.endswith("/models"):
+            return httpx.Response(200, json={"data": [{"id": "tiny"}]})
+        calls.append(json.loads(req.content))
+        return completion("<think>\nx\n</think>\n\nLikes jazz.")
+
+    backend = openai_backend(tiny_model_dir, handler)
+    await backend.start()
+    await backend.update(msgspec.structs.replace(request(1), priority=1))
+    await backend.update(request(2))
+    await backend.aclose()
+    assert calls[0]["priority"] == 1 and "priority" not in calls[1]
 
 
 @pytest.mark.parametrize(("seqs", "fraction", "window"), [(32, "0.25", 40), (10, "0.25", 13), (32, "0", 32), (256, "0.25", 320)])

@@ -56,3 +56,10 @@ def test_invalid_event_is_reported_with_its_line(tmp_path: Path, capsys) -> None
     path.write_text('{"kind": "pair"}\n')
     assert main(["prompt", str(path)]) == 2
     assert "bad.jsonl:1" in capsys.readouterr().err
+
+
+def test_missing_file_is_one_line(tmp_path: Path, capsys) -> None:
+    """A missing events file is one line naming it and exit 2, not a traceback (issue #9)."""
+    rc = main(["prompt", str(tmp_path / "nope.jsonl")])
+    assert rc == 2
+    assert capsys.readouterr().err == f"prefstream prompt: cannot read {tmp_path / 'nope.jsonl'}: No such file or directory\n"

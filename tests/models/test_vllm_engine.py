@@ -121,3 +121,55 @@ async def test_settings_reach_the_engine(tiny_model_dir) -> None:
     assert (args.max_model_len, args.max_num_seqs, args.max_num_batched_tokens) == (4096, 32, 4096)
     assert (args.kv_cache_dtype, args.enable_prefix_caching, args.load_format) == ("fp8", False, "dummy")
     assert args.enforce_eager is True and args.dtype == "bfloat16"
+
+
+async def test_prefix_cache_is_salted_per_tenant(vllm_backend: VllmBackend) -> None:
+    """A tenant's prompt goes to the engine with its `cache_salt`, and the installed vLLM then never serves
+    one tenant's cached prefix to another: the same prompt hits the cache within a tenant only."""
+    import msgspec
+    from vllm import SamplingParams
+    from vllm.inputs import tokens_input
+
+    from prefstream.models.backends.common import cache_salt
+
+    salts: list[object] = []
+    engine = vllm_backend.engine
+    real_generate = engine.generate
+
+    def spy(prompt, *args, **kwargs):  # type: ignore[no-untyped-def]
+        salts.append(prompt.get("cache_salt"))
+        return real_generate(prompt, *args, **kwargs)
+
+    engine.generate = spy  # type: ignore[method-assign]
+    try:
+        await vllm_backend.update(msgspec.structs.replace(request(7), user_id="a/u7", tenant="a"))
+        await vllm_backend.update(request(8))
+    finally:
+        del engine.generate
+    assert salts == ["tenant:a", None]
+
+    async def cached(tenant: str | None) -> int:
+        prompt = tokens_input(list(range(100, 100 + length)), cache_salt=cache_salt(tenant))
+        final = None
+        async for out in engine.generate(prompt, SamplingParams(max_tokens=1), f"salt-{tenant}-{len(seen)}"):
+            final = out
+        seen.append(tenant)
+        assert final is not None
+        return int(final.num_cached_tokens or 0)
+
+    # Only full KV blocks are cached: three blocks and a bit, whatever the platform's block size.
+    length = 3 * engine.vllm_config.cache_config.block_size + 5
+    seen: list[str | None] = []
+    await cached("a")
+    assert await cached("a") > 0  # the same tenant reuses its prefix
+    assert await cached("b") == 0  # another tenant does not
+
+
+async def test_a_backfill_priority_reaches_the_priority_scheduler(vllm_backend: VllmBackend) -> None:
+    """The engine runs with scheduling_policy="priority" (the default), so a backfill update's priority is
+    accepted: the update gets an outcome like any other, not an engine error."""
+    import msgspec
+
+    assert vllm_backend.engine.vllm_config.scheduler_config.policy == "priority"
+    out = await vllm_backend.update(msgspec.structs.replace(request(9), priority=1))
+    assert not (isinstance(out, UpdateFailure) and out.reason == FailureReason.ENGINE_ERROR), out

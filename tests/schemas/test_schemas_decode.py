@@ -10,7 +10,7 @@ import pytest
 from prefstream.settings import LimitSettings
 from prefstream.schemas.decode import decode_event
 from prefstream.schemas.errors import REJECT_CODE_DOCS, EventRejected, RejectCode
-from prefstream.schemas.events import KINDS, EVENT_SCHEMA_VERSION, ImpressionEvent, Item, encode_event
+from prefstream.schemas.events import KINDS, DEFAULT_SCHEMA_VERSION, ImpressionEvent, Item, encode_event
 from prefstream.schemas.examples import EXAMPLES
 
 LIMITS = LimitSettings()
@@ -37,7 +37,7 @@ def test_examples_decode_to_their_kind(kind: str) -> None:
     event = decode_event(doc["user_id"].encode(), EXAMPLES[kind].encode(), LIMITS)
     assert isinstance(event, KINDS[kind])
     assert event.user_id == doc["user_id"]
-    assert event.schema_version == EVENT_SCHEMA_VERSION
+    assert event.schema_version == DEFAULT_SCHEMA_VERSION
 
 
 def test_every_kind_has_an_example() -> None:
@@ -146,6 +146,11 @@ CASES: list[tuple[str, bytes | None, RejectCode, str]] = [
     ("empty value", b"", RejectCode.INVALID_JSON, "$"),
     ("whitespace only", b" \n\t ", RejectCode.INVALID_JSON, "$"),
     ("null document", b"null", RejectCode.WRONG_TYPE, "$"),
+    ("tenant with a slash", _bytes(_example("forget") | {"tenant": "a/b"}), RejectCode.INVALID_TENANT, "$.tenant"),
+    ("tenant empty", _bytes(_example("forget") | {"tenant": ""}), RejectCode.INVALID_TENANT, "$.tenant"),
+    ("tenant starts with _", _bytes(_example("forget") | {"tenant": "_other"}), RejectCode.INVALID_TENANT, "$.tenant"),
+    ("tenant too long", _bytes(_example("forget") | {"tenant": "t" * 65}), RejectCode.INVALID_TENANT, "$.tenant"),
+    ("tenant not a string", _bytes(_example("forget") | {"tenant": 7}), RejectCode.WRONG_TYPE, "$.tenant"),
 ]
 
 
@@ -245,3 +250,37 @@ def test_ts_range_is_what_profiles_can_write() -> None:
     assert ms_to_rfc3339(ts_to_ms("0999-05-06T07:08:09.010Z")) == "0999-05-06T07:08:09.010Z"
     with pytest.raises(ValueError):
         ts_to_ms("9999-12-31T23:59:59-23:59")
+
+
+def test_tenant_is_part_of_the_key() -> None:
+    """With a tenant the key is `tenant/user_id`; the bare user id is then a mismatch, and without a tenant
+    the key stays the user id (version 1 producers are unaffected)."""
+    doc = _example("forget") | {"tenant": "shop-eu", "schema_version": 2}
+    event = decode_event(b"shop-eu/" + doc["user_id"].encode(), _bytes(doc), LIMITS)
+    assert (event.tenant, event.user_id, event.schema_version) == ("shop-eu", doc["user_id"], 2)
+    error = _rejected(_bytes(doc), key=doc["user_id"].encode())
+    assert error.code == RejectCode.KEY_MISMATCH
+    plain = decode_event(doc["user_id"].encode(), EXAMPLES["forget"].encode(), LIMITS)
+    assert plain.tenant is None
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("ts", '"2026-01-31T08:15:00"', "expected an RFC 3339 date and time with a zone: `Z` or an offset"),
+        ("user_id", '"u 1"', "expected 1 to 128 characters from A-Z a-z 0-9 . _ - : @ + ="),
+        ("event_id", '"e 1"', "expected 1 to 128 printable ASCII characters, no spaces"),
+        ("domain", '"Books"', "expected 2 to 40 lowercase letters and spaces, starting and ending with a letter"),
+    ],
+)
+def test_pattern_rejections_say_what_is_expected_in_words(field: str, value: str, expected: str) -> None:
+    """A value of the wrong form is rejected with what is expected in words, never the raw regex (issue #9)."""
+    fields = {"event_id": '"e1"', "user_id": '"u1"', "ts": "1", "kind": '"pair"', "chosen": '"a"', "rejected": '"b"',
+              "domain": '"books"'}  # fmt: skip
+    fields[field] = value
+    raw = ("{" + ",".join(f'"{k}": {v}' for k, v in fields.items()) + "}").encode()
+    with pytest.raises(EventRejected) as caught:
+        decode_event(None, raw, LimitSettings())
+    assert caught.value.path == f"$.{field}"
+    assert str(caught.value).split(": ", 1)[1].startswith(expected)
+    assert "regex" not in str(caught.value) and "^" not in str(caught.value)

@@ -35,7 +35,8 @@ SCHEMA = json.loads((Path(__file__).parents[2] / "schemas" / "json" / "event.sch
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 
 #: Fields whose every format violation has a dedicated code.
-FIELD_CODES = {"$.user_id": RejectCode.INVALID_USER_ID, "$.event_id": RejectCode.INVALID_EVENT_ID, "$.ts": RejectCode.INVALID_TS}
+FIELD_CODES = {"$.user_id": RejectCode.INVALID_USER_ID, "$.event_id": RejectCode.INVALID_EVENT_ID, "$.ts": RejectCode.INVALID_TS,
+               "$.tenant": RejectCode.INVALID_TENANT}
 #: Locations where a value at its static bound trips a cross-field check (score <= scale, clicked < len(shown)).
 CROSS_FIELD = {"$.score", "$.scale", "$.clicked"}
 BAD_PATTERN = "Bad value é"

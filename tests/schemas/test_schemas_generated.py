@@ -32,7 +32,7 @@ def test_check_mode_reports_no_drift() -> None:
     assert generate.main(["--check"]) == 0
 
 
-@pytest.mark.parametrize("name", ["event", "profile", "failure"])
+@pytest.mark.parametrize("name", ["event", "profile", "failure", "update"])
 def test_generated_schemas_are_valid_json_schema(name: str) -> None:
     """Each published file is a valid JSON Schema 2020-12 document."""
     schema = json.loads((ROOT / "schemas" / "json" / f"{name}.schema.json").read_text())
@@ -70,10 +70,25 @@ def test_doc_examples_are_the_tested_examples_and_valid() -> None:
 def test_doc_profile_example_is_valid() -> None:
     """The profile example in docs/schemas.md validates against profile.schema.json and decodes."""
     docs = (ROOT / "docs" / "schemas.md").read_text(encoding="utf-8")
-    (block,) = [b for b in _json_blocks(docs) if '"epoch"' in b]
+    (block,) = [b for b in _json_blocks(docs) if '"updated_at"' in b]
     schema = json.loads((ROOT / "schemas" / "json" / "profile.schema.json").read_text())
     jsonschema.Draft202012Validator(schema).validate(json.loads(block))
     assert decode_profile(block.encode()).version == 3
+
+
+def test_doc_update_example_is_valid() -> None:
+    """The update record example in docs/schemas.md validates against update.schema.json and decodes."""
+    from prefstream.schemas.updates import decode_update
+
+    docs = (ROOT / "docs" / "schemas.md").read_text(encoding="utf-8")
+    (block,) = [b for b in _json_blocks(docs) if '"applied_at"' in b]
+    schema = json.loads((ROOT / "schemas" / "json" / "update.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(json.loads(block))
+    record = decode_update(block.encode())
+    assert record.version == 3 and len(record.event_ids) == 4 and record.summary == ""
+    from prefstream.models.prompt import PROMPT_VERSION
+
+    assert record.prompt_version == PROMPT_VERSION  # the docs name the version records carry (issue #9)
 
 
 def test_docs_list_every_code() -> None:
@@ -81,3 +96,31 @@ def test_docs_list_every_code() -> None:
     docs = (ROOT / "docs" / "schemas.md").read_text(encoding="utf-8")
     for code in REJECT_CODE_DOCS:
         assert f"| `{code.value}` |" in docs
+
+
+def test_doc_failure_example_and_reasons_are_what_the_worker_writes() -> None:
+    """docs/schemas.md's failure example decodes, names the prompt version backends record, and every reason
+    a failure record can carry (the models' codes and `parked`) is in its table, and no other (issue #9)."""
+    from prefstream.models.errors import FailureReason
+    from prefstream.models.prompt import PROMPT_VERSION
+    from prefstream.schemas.failures import PARKED, decode_failure
+
+    docs = (ROOT / "docs" / "schemas.md").read_text(encoding="utf-8")
+    (block,) = [b for b in _json_blocks(docs) if '"reason"' in b]
+    schema = json.loads((ROOT / "schemas" / "json" / "failure.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(json.loads(block))
+    record = decode_failure(block.encode())
+    assert record.prompt_version == PROMPT_VERSION and record.reason in set(FailureReason)
+    table = docs.split("<!-- BEGIN GENERATED: failure-reasons -->")[1].split("<!-- END GENERATED")[0]
+    documented = set(re.findall(r"^\| `(\w+)` \|", table, re.M))
+    assert documented == {r.value for r in FailureReason} | {PARKED}
+    (profile,) = [b for b in _json_blocks(docs) if '"updated_at"' in b]
+    assert decode_profile(profile.encode()).prompt_version == PROMPT_VERSION
+
+
+def test_readme_profile_example_is_the_generated_one() -> None:
+    """The README's profile example is docs/schemas.md's generated one (`bash scripts/update-readme`)."""
+    docs = (ROOT / "docs" / "schemas.md").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    (profile,) = [b for b in _json_blocks(docs) if '"updated_at"' in b]
+    assert f"```json\n{profile}\n```" in readme.split("<!-- profile-example:start -->")[1].split("<!-- profile-example:end")[0]

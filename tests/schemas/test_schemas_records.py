@@ -1,4 +1,4 @@
-"""Profiles, failure records and dead-letter headers: encoding, decoding and versioning."""
+"""Profiles, failure records, update records and dead-letter headers: encoding, decoding and versioning."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from prefstream.schemas.errors import RecordDecodeError
 from prefstream.schemas.failures import FAILURE_SCHEMA_VERSION, FailureRecord, decode_failure, encode_failure
 from prefstream.schemas.profiles import PROFILE_SCHEMA_VERSION, Profile, decode_profile, encode_profile
 from prefstream.schemas.timefmt import ms_to_rfc3339, ts_to_ms
+from prefstream.schemas.updates import UPDATE_SCHEMA_VERSION, UpdateRecord, decode_update, encode_update
 
 
 def _profile(**over: object) -> Profile:
     fields: dict[str, object] = dict(
-        schema_version=PROFILE_SCHEMA_VERSION,
+        schema_version=1,
         user_id="u-1",
         epoch=1,
         version=3,
@@ -25,7 +26,7 @@ def _profile(**over: object) -> Profile:
         updated_at="2026-01-31T08:15:00.250Z",
         last_event_ts="2026-01-31T08:14:59.000Z",
         model="VanillaH1/AlignXplore-Plus",
-        prompt_version="axp-streaming-v1",
+        prompt_version="alignxplore-plus-update-v1",
     )
     fields.update(over)
     return Profile(**fields)  # type: ignore[arg-type]
@@ -66,7 +67,7 @@ def test_failure_record_round_trips_without_user_text() -> None:
         user_id="u-1",
         epoch=1,
         base_version=3,
-        reason="unparseable_output",
+        reason="no_think_close",
         attempts=2,
         event_count=5,
         failed_at="2026-01-31T08:15:00.250Z",
@@ -105,3 +106,57 @@ def test_timestamps_convert_both_ways() -> None:
     assert ts_to_ms("2026-01-31T08:15:00.2509Z") == ts_to_ms(1769847300250)
     assert ms_to_rfc3339(1769847300250) == "2026-01-31T08:15:00.250Z"
     assert ms_to_rfc3339(ts_to_ms("1969-12-31T23:59:59.999Z")) == "1969-12-31T23:59:59.999Z"
+
+
+def test_records_without_a_tenant_are_version_1_unchanged_and_with_one_version_2() -> None:
+    """A profile without a tenant has no `tenant` key at all (the bytes version 1 wrote); with one it says
+    version 2 and carries the tenant; the same holds for failure records."""
+    from prefstream.schemas.profiles import record_version, tenant_field
+
+    plain = encode_profile(_profile(schema_version=record_version(None), tenant=tenant_field(None)))
+    assert b"tenant" not in plain and msgspec.json.decode(plain)["schema_version"] == 1
+    tenanted = _profile(schema_version=record_version("shop"), tenant=tenant_field("shop"))
+    doc = msgspec.json.decode(encode_profile(tenanted))
+    assert (doc["schema_version"], doc["tenant"]) == (PROFILE_SCHEMA_VERSION, "shop") == (2, "shop")
+    assert decode_profile(encode_profile(tenanted)) == tenanted
+    rec = FailureRecord(schema_version=2, user_id="u-1", epoch=1, base_version=0, reason="timeout", attempts=1,
+                        event_count=1, tenant="shop")  # fmt: skip
+    assert msgspec.json.decode(encode_failure(rec))["tenant"] == "shop" and FAILURE_SCHEMA_VERSION == 2
+    assert b"tenant" not in encode_failure(msgspec.structs.replace(rec, tenant=msgspec.UNSET))
+
+
+def _update(**over: object) -> UpdateRecord:
+    fields: dict[str, object] = dict(
+        schema_version=1, user_id="u-1", epoch=1, version=3, request_id="r1",
+        event_ids=["e4", "e5"], events_applied=5, triples=3, first_event_ts="2026-01-31T08:14:58.000Z",
+        last_event_ts="2026-01-31T08:14:59.000Z", prompt_tokens=100, completion_tokens=50, summary_chars=40,
+        model="m", prompt_version="p", backend="ledger", attempt=1, degraded=False,
+        queued_at="2026-01-31T08:15:00.000Z", requested_at="2026-01-31T08:15:01.000Z",
+        finished_at="2026-01-31T08:15:02.000Z", applied_at="2026-01-31T08:15:02.050Z",
+    )  # fmt: skip
+    fields.update(over)
+    return UpdateRecord(**fields)  # type: ignore[arg-type]
+
+
+def test_update_record_round_trips_and_ignores_unknown_fields() -> None:
+    """An update record encodes with schema_version, decodes back equal, and a newer writer's extra field is
+    ignored; without the operator's opt-in the summary field is empty."""
+    u = _update()
+    raw = encode_update(u)
+    doc = msgspec.json.decode(raw)
+    assert doc["schema_version"] == 1 and doc["summary"] == "" and decode_update(raw) == u
+    doc["new_field"] = [1]
+    assert decode_update(msgspec.json.encode(doc)) == u
+    assert u.dedupe_key == ("u-1", 1, 3)
+    for bad in [b"", b"{}", b"\xff", msgspec.json.encode({**doc, "epoch": 0})]:
+        with pytest.raises(RecordDecodeError):
+            decode_update(bad)
+
+
+def test_update_record_of_a_tenant_is_version_2_and_dedupes_per_tenant() -> None:
+    """An update record with a tenant says version 2 and carries it; its dedupe key includes the tenant, so the
+    same user id in two tenants never collapses."""
+    u = _update(schema_version=UPDATE_SCHEMA_VERSION, tenant="shop")
+    doc = msgspec.json.decode(encode_update(u))
+    assert (doc["schema_version"], doc["tenant"]) == (2, "shop") and decode_update(encode_update(u)) == u
+    assert u.dedupe_key == ("shop/u-1", 1, 3) != _update().dedupe_key

@@ -27,6 +27,7 @@ with `--exact-head-only`, only its commit fix.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import json
 import sys
 from collections import defaultdict
@@ -49,10 +50,14 @@ class _Trigger(defaultdict):  # type: ignore[type-arg]
 
 
 def _app(bootstrap: str, group: str) -> Any:
+    import tempfile
+
     import faust
 
+    # faust creates `{id}-data` in the working directory unless told otherwise: keep it out of the repository.
     return faust.App(
         group, env={}, broker=f"kafka://{bootstrap}", store="memory://", web_enabled=False,
+        datadir=tempfile.mkdtemp(prefix="faust-repro-"),
         autodiscover=False, topic_partitions=1, consumer_auto_offset_reset="earliest",
         broker_commit_interval=3600.0, processing_guarantee="at_least_once",
     )  # fmt: skip
@@ -140,6 +145,8 @@ def run(bootstrap: str, topic_name: str, group: str, scenario: str = "abandon") 
         worker.execute_from_commandline()
     except SystemExit:
         pass
+    finally:
+        shutil.rmtree(app.conf.datadir, ignore_errors=True)
     reader = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     committed = reader.committed(TopicPartition(topic_name, 0))
     reader.close()

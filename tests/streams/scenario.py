@@ -27,6 +27,7 @@ MALFORMED: list[bytes] = [
 class Scenario:
     producer: Producer
     expected: dict[str, list[str]] = field(default_factory=dict)
+    ts_of: dict[str, int] = field(default_factory=dict)  # event id -> ts (ms), when events' times differ
     sent: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # every valid event, for resends
     duplicates_sent: int = 0
     malformed_sent: list[bytes] = field(default_factory=list)
@@ -66,16 +67,36 @@ class Scenario:
             self.malformed_sent.append(raw)
 
     def mismatches(self, profiles: dict[str, list[Profile | None]]) -> dict[str, tuple[list[str], list[str]]]:
-        """Users whose last profile does not list exactly the expected ids: {user: (expected, got)}."""
+        """Users whose last profile does not list exactly the expected ids: {user: (expected, got)}.
+
+        Without `ts_of` the ids must be in the order sent (all events of a scenario share one `ts`, so
+        event-time order is arrival order). With `ts_of` (event id -> ts in ms) each id must be there once and
+        every update must list its own events by (ts, order sent): docs/streams.md, "Event-time order"."""
         out = {}
         for user, want in self.expected.items():
             history = profiles.get(user) or [None]
             last = history[-1]
             got = parse_ledger(last.summary) if last is not None else []
             events_applied = last.events_applied if last is not None else 0
-            if got != want or events_applied != len(want):
+            if events_applied != len(want) or (got != want if not self.ts_of else not self._in_time_order(want, history)):
                 out[user] = (want, got)
         return out
+
+    def _in_time_order(self, want: list[str], history: list[Profile | None]) -> bool:
+        last_forget = max((i for i, p in enumerate(history) if p is None), default=-1)
+        epoch = [p for p in history[last_forget + 1 :] if p is not None]
+        got = parse_ledger(epoch[-1].summary) if epoch else []
+        if sorted(got) != sorted(want):
+            return False
+        rank = {eid: (self.ts_of[eid], i) for i, eid in enumerate(want)}
+        before = 0
+        for p in epoch:
+            ids = parse_ledger(p.summary)
+            batch = [rank[i] for i in ids[before:]]
+            if batch != sorted(batch):
+                return False
+            before = len(ids)
+        return True
 
 
 def _content(p: Profile) -> tuple[object, ...]:

@@ -3,7 +3,8 @@
 Two workers (so one holds the standby replica of the forgotten user's partition) run with short
 retention and compaction settings. A user's events carry a distinctive marker string in their text; it
 reaches the pending evidence, the profile (the extractive backend copies item text into the summary),
-the internal topics, the dead-letter topic (a rejected event) and both workers' RocksDB stores. After
+the internal topics, the dead-letter topic (a rejected event), the updates topic (the operator opted in to
+summaries there), the kept profile history, and both workers' RocksDB stores. After
 the forget and the bounds of docs/streams.md ("Forget"), every topic but the events topic (whose
 retention is the documented bound: a forget cannot delete from it) is read from its beginning with a
 plain consumer, and both workers' data directories are scanned byte for byte.
@@ -11,8 +12,11 @@ plain consumer, and both workers' data directories are scanned byte for byte.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import urllib.error
+import urllib.request
 import time
 import uuid
 from collections.abc import Iterator
@@ -34,7 +38,9 @@ SHORT = {
     "PREFSTREAM_INTERNAL_RETENTION_MS": str(BOUND_MS),
     "PREFSTREAM_DLQ_RETENTION_MS": str(BOUND_MS),
     "PREFSTREAM_FAILURES_RETENTION_MS": str(BOUND_MS),
+    "PREFSTREAM_UPDATES_RETENTION_MS": str(BOUND_MS),
 }
+INSPECTOR_TOKEN = "erasure-test-token-51c0de"
 
 
 def user_on(partition: int, prefix: str) -> str:
@@ -44,7 +50,9 @@ def user_on(partition: int, prefix: str) -> str:
 @pytest.fixture
 def env(test_env: dict[str, str]) -> dict[str, str]:
     return {**test_env, **CI_WORKER_ENV, **SHORT, "PREFSTREAM_PARTITIONS": str(PARTITIONS),
-            "PREFSTREAM_STANDBY_REPLICAS": "1", "PREFSTREAM_MODEL_BACKEND": "extractive"}  # fmt: skip
+            "PREFSTREAM_STANDBY_REPLICAS": "1", "PREFSTREAM_MODEL_BACKEND": "extractive",
+            "PREFSTREAM_UPDATES_INCLUDE_SUMMARY": "true", "PREFSTREAM_INSPECTOR_ENABLED": "true",
+            "PREFSTREAM_INSPECTOR_TOKEN": INSPECTOR_TOKEN}  # fmt: skip
 
 
 @pytest.fixture
@@ -83,7 +91,8 @@ def topics_to_read(env: dict[str, str]) -> list[str]:
     finally:
         admin.close()
     app_id = env["PREFSTREAM_APP_ID"]
-    public = {env["PREFSTREAM_PROFILES_TOPIC"], env["PREFSTREAM_DLQ_TOPIC"], env["PREFSTREAM_FAILURES_TOPIC"]}
+    public = {env["PREFSTREAM_PROFILES_TOPIC"], env["PREFSTREAM_DLQ_TOPIC"], env["PREFSTREAM_FAILURES_TOPIC"],
+              env["PREFSTREAM_UPDATES_TOPIC"]}
     return sorted(t for t in names if t.startswith(f"{app_id}-") or t in public)
 
 
@@ -114,6 +123,17 @@ def marker_in_topics(bootstrap: str, topics: list[str], marker: bytes) -> dict[s
     return found
 
 
+def inspect(worker: Worker, user: str) -> tuple[int, Any]:
+    """The inspector's view of `user`, asked of `worker` (it routes to the owner)."""
+    request = urllib.request.Request(f"{worker.url}/inspector/api/users/{user}",
+                                     headers={"Authorization": f"Bearer {INSPECTOR_TOKEN}"})  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
 def marker_on_disk(root: Path, marker: bytes) -> list[str]:
     """Files under `root` whose bytes hold the marker (RocksDB SST files, WAL, manifests, anything)."""
     hits = []
@@ -132,6 +152,8 @@ def marker_on_disk(root: Path, marker: bytes) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_forgotten_text_is_gone_everywhere(env: dict[str, str], workers: list[Worker]) -> None:
+    """After a forget and the documented bounds, no topic but the events topic, no inspector view (the kept
+    history included) and no worker file outside RocksDB's own holds the user's text."""
     bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
     marker = f"ERASEME{uuid.uuid4().hex[:12]}"
     raw_marker = marker.encode()
@@ -161,8 +183,10 @@ def test_forgotten_text_is_gone_everywhere(env: dict[str, str], workers: list[Wo
     before = marker_in_topics(bootstrap, topics, raw_marker)
     app_id = env["PREFSTREAM_APP_ID"]
     for must in (f"{app_id}-state-changelog", f"{app_id}-results", f"{app_id}-repartition",
-                 env["PREFSTREAM_PROFILES_TOPIC"], env["PREFSTREAM_DLQ_TOPIC"]):  # fmt: skip
+                 env["PREFSTREAM_PROFILES_TOPIC"], env["PREFSTREAM_DLQ_TOPIC"], env["PREFSTREAM_UPDATES_TOPIC"]):  # fmt: skip
         assert must in before, (must, before)  # the test reads where the text really went
+    status, kept = inspect(workers[1], victim)  # through either worker: the kept history holds the text
+    assert status == 200 and kept["versions"] and marker in kept["versions"][0]["summary"], (status, kept)
 
     # 2. Forget; the read API answers 404 at once, through either worker.
     producer.send(forget(victim, "v-forget"))
@@ -196,6 +220,9 @@ def test_forgotten_text_is_gone_everywhere(env: dict[str, str], workers: list[Wo
     #    owner and standby restores from) holds no record with the text, latest or superseded (checked above).
     for w in workers:
         assert w.get(f"/profiles/{victim}")[0] == 404
+        status, view = inspect(w, victim)  # the kept history went with the profile
+        assert status == 200 and view["profile"] is None and view["versions"] == [] and view["pending"] == [], view
+        assert view["state"]["epoch"] == 2
 
     # 5. On disk. faust keeps a standby's changelog records in memory until 1000 are buffered, a rebalance or
     #    shutdown, so the workers are stopped first (a graceful stop writes the standby's buffer to its

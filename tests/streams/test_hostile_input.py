@@ -41,6 +41,7 @@ from prefstream.schemas.deadletter import parse_dead_letter_headers
 from prefstream.schemas.decode import MAX_NESTING_DEPTH, decode_event
 from prefstream.schemas.errors import EventRejected
 from prefstream.streams.partitioning import partition_for
+from prefstream.schemas.timefmt import ts_to_ms
 from tests.streams.harness import CI_WORKER_ENV, ProfileLog, Producer, TopicReader, Worker, wait_for
 from tests.streams.scenario import Scenario
 
@@ -55,6 +56,7 @@ SETTLE_TIMEOUT_S = 90.0
 MARK = "PRIVATE-7f3a"
 LIMITS = LimitSettings()
 TS = 1_764_000_000_000
+NEAR_BROKER_LIMIT = 1_048_000
 
 
 @dataclass
@@ -186,6 +188,9 @@ def _hostile(rng: random.Random, n_random: int) -> list[bytes | None]:
     doc = _dumps(g())
     out.append(doc[:-1] + b" " * (LIMITS.max_event_bytes + 1 - len(doc)) + b"}")
     assert len(out[-1]) == LIMITS.max_event_bytes + 1
+    # About the largest value an app's producer and the broker accept (1 MiB requests): the dead letter
+    # carries it verbatim, so the worker's own producer and the DLQ topic must take it too.
+    out.append(doc[:-1] + b" " * (NEAR_BROKER_LIMIT - len(doc)) + b"}")
     for kind in ["teleport", "Text", "", "click", "pair ", "PAIR"]:  # unknown kinds
         out.append(_dumps(g(kind=kind)))
     wrong_types: list[Any] = [None, True, 1, -1.5, "s", [], {}, [MARK], {"text": MARK}]
@@ -233,7 +238,7 @@ def _rejected_total(worker: Worker) -> float:
 def test_hostile_input_is_dead_lettered_and_valid_input_applied(env: dict[str, str], worker: Worker) -> None:
     """~300 bad messages of every class and ~290 valid events for 20 users, interleaved on every partition
     with null, wrong and non-UTF-8 keys: the worker stays up and live; every valid event is applied exactly
-    once and in order; every bad message has exactly one dead letter naming its source partition and offset
+    once and each update in event-time order; every bad message has exactly one dead letter naming its source partition and offset
     with the decoder's reason code and a message; the DLQ count and prefstream_events_rejected both equal the
     number of bad messages; no log line holds user text."""
     rng = random.Random(SEED)
@@ -281,6 +286,8 @@ def test_hostile_input_is_dead_lettered_and_valid_input_applied(env: dict[str, s
 
     sc = Scenario(producer)
     sc.expected = expected
+    # The edge events carry extreme times (year 1, 9999, epoch 0): an update reads its events by time.
+    sc.ts_of = {json.loads(s.value)["event_id"]: ts_to_ms(json.loads(s.value)["ts"]) for q in queues.values() for s in q}
     profiles = ProfileLog(bootstrap, env["PREFSTREAM_PROFILES_TOPIC"])
     dlq = TopicReader(bootstrap, env["PREFSTREAM_DLQ_TOPIC"])
 
@@ -301,7 +308,7 @@ def test_hostile_input_is_dead_lettered_and_valid_input_applied(env: dict[str, s
     assert worker.alive()
     assert worker.get("/livez")[0] == 200
 
-    # Every valid event exactly once, in order (mismatches compares the whole ledger list per user).
+    # Every valid event exactly once, each update in event-time order (ties: the order sent).
     profiles.poll()
     assert not sc.mismatches(profiles.by_user)
     applied = [eid for user in USERS for eid in (profiles.last(user).summary.split("\n"))]  # type: ignore[union-attr]
@@ -333,3 +340,49 @@ def test_hostile_input_is_dead_lettered_and_valid_input_applied(env: dict[str, s
         assert MARK not in line, line
         record = json.loads(line)
         assert not set(USERS) & {str(v) for v in record.values()}, line
+
+
+@pytest.mark.timeout(180)
+def test_a_message_too_large_for_the_dead_letter_topic_is_dead_lettered_without_its_value(
+    env: dict[str, str], kafka_topics: Any, tmp_path: Any
+) -> None:
+    """A dead-letter topic whose `max.message.bytes` is below the rejected message (an operator's choice):
+    the worker stays up, the dead letter carries the reason and the size in place of the bytes, and the
+    user's next event is applied."""
+    from prefstream.schemas.deadletter import VALUE_OMITTED_HEADER
+
+    bootstrap, topic = env["KAFKA_BOOTSTRAP_SERVERS"], env["PREFSTREAM_EVENTS_TOPIC"]
+    kafka_topics(env["PREFSTREAM_DLQ_TOPIC"], PARTITIONS, {"max.message.bytes": "300000"})
+    worker = Worker(env, "a", tmp_path).start()
+    try:
+        worker.wait_ready()
+        producer = RecordingProducer(bootstrap, topic, PARTITIONS)
+        user = USERS[0]
+        owner = partition_for(user, PARTITIONS)
+        doc = _dumps({**_valid_doc(random.Random(SEED), user, "big", 0), "text": "x"})
+        big = doc[:-1] + b" " * (400_000 - len(doc)) + b"}"
+        sent = producer.send_raw(owner, user.encode(), big)
+        after = _dumps(_valid_doc(random.Random(SEED), user, f"{user}-after", 1))
+        producer.send_raw(owner, user.encode(), after)
+        producer.flush()
+        offset = int(sent.get(timeout=30).offset)
+        dlq = TopicReader(bootstrap, env["PREFSTREAM_DLQ_TOPIC"])
+        profiles = ProfileLog(bootstrap, env["PREFSTREAM_PROFILES_TOPIC"])
+
+        def done() -> bool:
+            assert worker.alive(), f"worker exited:\n{worker.tail(40)}"
+            dlq.poll()
+            profiles.poll()
+            last = profiles.last(user)
+            return bool(dlq.records) and last is not None and f"{user}-after" in last.summary
+
+        wait_for(done, SETTLE_TIMEOUT_S, "the dead letter and the next event's profile",
+                 lambda: (len(dlq.records), worker.tail(15)))  # fmt: skip
+        (letter,) = dlq.records
+        headers = parse_dead_letter_headers(letter.headers)
+        assert (headers["code"], headers["partition"], headers["offset"]) == ("too_large", str(owner), str(offset))
+        assert letter.value is None and letter.key == user.encode()
+        assert dict(letter.headers)[VALUE_OMITTED_HEADER] == b"400000"
+        assert worker.metric("prefstream_dead_letter_values_omitted_total") == 1
+    finally:
+        worker.stop()

@@ -150,7 +150,7 @@ def test_model_fault(mode: str, test_env: dict[str, str], tmp_path: Path) -> Non
 
         # 3. A redrive of a backend that still fails: exactly PARK_AFTER more attempts, parked again.
         result = subprocess.run(
-            [sys.executable, "-m", "prefstream.cli", "redrive", "dead-1"],
+            [sys.executable, "-m", "prefstream.cli", "redrive", "dead-1", "--api", worker.url],
             env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, cwd=ROOT, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr

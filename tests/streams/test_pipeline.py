@@ -83,7 +83,34 @@ def test_single_worker_end_to_end(env: dict[str, str], worker: Worker) -> None:
     assert rejected == len(sc.malformed_sent) == len(letters)
     assert worker.metric("prefstream_events_repartitioned_total", 'cause="partitioner"') > 0
     assert worker.metric("prefstream_events_repartitioned_total", 'cause="key"') > 0
+    _updates_match_profiles(env, profiles)
     _logs_are_json_without_user_text(worker)
+
+
+def _updates_match_profiles(env: dict[str, str], profiles: ProfileLog) -> None:
+    """The updates topic has one distinct record per published (user, epoch, version), repeats identical, each
+    naming exactly the events its version added to the one before (ledger summaries list them); no user text."""
+    from prefstream.models.backends.ledger import parse_ledger
+    from prefstream.schemas.updates import decode_update
+
+    published = {(u, p.epoch, p.version): p for u, recs in profiles.poll().items() for p in recs if p is not None}
+    updates = TopicReader(env["KAFKA_BOOTSTRAP_SERVERS"], env["PREFSTREAM_UPDATES_TOPIC"])
+    by_key: dict[tuple[str, int, int], bytes] = {}
+
+    def all_read() -> bool:
+        for rec in updates.poll():
+            key = decode_update(rec.value).dedupe_key
+            assert by_key.setdefault(key, rec.value) == rec.value, key  # a repeat is the same record
+        return set(by_key) >= set(published)
+
+    wait_for(all_read, 20, "an update record per profile version", lambda: set(published) - set(by_key))
+    assert set(by_key) == set(published)
+    for (user, epoch, version), raw in by_key.items():
+        before = published.get((user, epoch, version - 1))
+        assert version == 1 or before is not None, (user, epoch, version)
+        added = decode_update(raw).event_ids
+        assert parse_ledger(published[(user, epoch, version)].summary) == parse_ledger(before and before.summary) + added
+        assert b"answer A for" not in raw and b"which one?" not in raw
 
 
 def _logs_are_json_without_user_text(worker: Worker) -> None:
@@ -103,7 +130,7 @@ def _logs_are_json_without_user_text(worker: Worker) -> None:
 @pytest.mark.timeout(120)
 def test_read_api_health_and_no_table_endpoints(env: dict[str, str], worker: Worker) -> None:
     """GET /profiles/{user} returns the published profile (404 if none); health answers; faust's raw table
-    endpoints and router are not served; the process title says `prefstream worker` (ps, pgrep, CI's check)."""
+    endpoints, router and (off by default) the inspector are not served; the process title says `prefstream worker` (ps, pgrep, CI's check)."""
     assert worker.proc is not None
     title = Path(f"/proc/{worker.proc.pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     assert title.startswith("prefstream worker -"), title
@@ -121,7 +148,9 @@ def test_read_api_health_and_no_table_endpoints(env: dict[str, str], worker: Wor
     assert decode_profile(body) == profiles.last("reader")
     assert worker.get("/profiles/nobody")[0] == 404
     assert worker.get("/livez")[0] == 200 and worker.get("/readyz")[0] == 200
-    for path in ("/table/meta", "/table/profile/reader", "/router", "/graph", "/performance/"):
+    # The inspector is off unless enabled: its routes are not there either.
+    for path in ("/table/meta", "/table/profile/reader", "/router", "/graph", "/performance/", "/inspector",
+                 "/inspector/api/users/reader"):  # fmt: skip
         assert worker.get(path)[0] == 404, path
     metrics = worker.get("/metrics")[1].decode()
     assert "reader" not in metrics  # no user ids as labels

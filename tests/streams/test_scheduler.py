@@ -10,7 +10,7 @@ from prefstream.models.interface import UpdateRequest, UpdateSuccess
 from prefstream.settings import FlushSettings
 from prefstream.schemas.evidence import Evidence
 from prefstream.streams import state as st
-from prefstream.streams.metrics import StreamMetrics
+from prefstream.streams.metrics import PendingFigures, StreamMetrics
 from prefstream.streams.policy import FlushPolicy
 from prefstream.streams.records import FoldResult
 from prefstream.streams.scheduler import FoldScheduler, now_ms
@@ -134,3 +134,97 @@ def test_a_request_whose_prompt_cannot_be_measured_fails_instead_of_stranding_th
     sent = asyncio.run(go())
     assert backend.log == []  # the model was never called
     assert sent[0].outcome.reason == "engine_error" and sent[0].event_ids == ("u-1", "u-2")
+
+
+def test_an_update_reads_its_evidence_in_event_time_order() -> None:
+    """Events that arrived out of order (different producers) are asked for in event-time order, ties by arrival."""
+    backend = LedgerBackend(max_concurrency=1)
+    arrivals = [("e-30", 30), ("e-10", 10), ("e-20", 20), ("e-10b", 10)]
+    pending = st.Pending(epoch=1, events=tuple(st.PendingEvent(event_id=i, evidence=Evidence(event_id=i), ts_ms=t,
+                         produced_ms=0, accepted_ms=0, tokens=1) for i, t in arrivals))  # fmt: skip
+    sent: list[FoldResult] = []
+
+    async def send(partition: int, result: FoldResult) -> None:
+        sent.append(result)
+
+    async def go() -> None:
+        sched = FoldScheduler(backend=backend, policy=FlushPolicy.from_settings(FLUSH, 1000), flush=FLUSH,
+                              plan=st.RetryPlan(2, 2, 0.1, 1.0), read_state=lambda u: (st.Meta(), pending, None),
+                              send_result=send, metrics=StreamMetrics(), user_key=lambda u: u)  # fmt: skip
+        sched.on_assigned({0})
+        view = st.view_of(0, st.Meta(), pending)
+        assert view is not None
+        sched.on_recovered({"u": view}, {})
+        task = asyncio.create_task(sched.run())
+        while not sent:
+            await asyncio.sleep(0.01)
+        await sched.stop()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(go())
+    assert sent[0].event_ids == ("e-10", "e-10b", "e-20", "e-30")
+    assert [e.event_id for e in backend.requests[0].evidence] == ["e-10", "e-10b", "e-20", "e-30"]
+
+
+def test_backfill_updates_run_at_a_lower_priority_and_take_larger_batches() -> None:
+    """A batch of only backfill events is asked at the backfill priority with up to backfill_max_events events;
+    a batch with a live event is priority 0."""
+    backend = LedgerBackend(max_concurrency=2)
+
+    def pe(i: str, *, backfill: bool) -> st.PendingEvent:
+        return st.PendingEvent(event_id=i, evidence=Evidence(event_id=i), ts_ms=int(i[1:]), produced_ms=0,
+                               accepted_ms=0, tokens=1, backfill=backfill)  # fmt: skip
+
+    states = {
+        "hist": st.Pending(epoch=1, events=tuple(pe(f"h{k}", backfill=True) for k in range(20))),
+        "mixed": st.Pending(epoch=1, events=(pe("h1", backfill=True), pe("l2", backfill=False))),
+    }
+    sent: list[FoldResult] = []
+
+    async def send(partition: int, result: FoldResult) -> None:
+        sent.append(result)
+
+    async def go() -> None:
+        sched = FoldScheduler(backend=backend, policy=FlushPolicy.from_settings(FLUSH, 1000, 1000), flush=FLUSH,
+                              plan=st.RetryPlan(2, 2, 0.1, 1.0), read_state=lambda u: (st.Meta(), states[u], None),
+                              send_result=send, metrics=StreamMetrics(), user_key=lambda u: u,
+                              backfill_priority=3)  # fmt: skip
+        sched.on_assigned({0})
+        sched.on_recovered({u: v for u, p in states.items() if (v := st.view_of(0, st.Meta(), p))}, {})
+        task = asyncio.create_task(sched.run())
+        while len(sent) < 2:
+            await asyncio.sleep(0.01)
+        await sched.stop()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(go())
+    by_user = {r.user_id: r for r in backend.requests}
+    assert by_user["hist"].priority == 3 and len(by_user["hist"].evidence) == 20  # FLUSH max_events is 8
+    assert by_user["mixed"].priority == 0
+
+
+def test_waiting_users_are_those_due_without_a_slot_and_drain_to_zero() -> None:
+    """With a window of 2 and 5 due users, the figures say 3 wait and 2 run; once all are served, none waits."""
+    users = {f"u{i}": 0 for i in range(5)}
+    backend = SlowPerUser(dict.fromkeys(users, 0.2))
+
+    async def go() -> tuple[PendingFigures, PendingFigures]:
+        sched, sent = make(backend, users)
+        task = asyncio.create_task(sched.run())
+        while sched.running < 2:
+            await asyncio.sleep(0.01)
+        first = sched.pending_figures()
+        while len(sent) < 5:
+            await asyncio.sleep(0.01)
+        for r in sent:  # the agent applied every result: the users have nothing pending
+            sched.observe(r.user_id, None)
+            sched.complete(r.user_id, r.request_id)
+        sched.step(now_ms())
+        last = sched.pending_figures()
+        await sched.stop()
+        await asyncio.gather(task, return_exceptions=True)
+        return first, last
+
+    first, last = asyncio.run(go())
+    assert (first.waiting, first.running, first.slots, first.users) == (3, 2, 2, 5), first
+    assert (last.waiting, last.running, last.users, last.oldest_age_s) == (0, 0, 0, 0.0), last

@@ -76,7 +76,7 @@ def test_failures_back_off_degrade_then_park() -> None:
 def test_forget_keeps_only_dedupe_and_bumps_epoch() -> None:
     """Forget moves to the next epoch with no profile version and keeps the hashed ids."""
     meta = st.remember(st.Meta(epoch=1, version=4, attempts=2, parked=True), st.seen_key("u", "a"), 0, 100, 10)
-    after = st.forget(meta)
+    after = st.forget(meta, ts_ms=0)
     assert (after.epoch, after.version, after.attempts, after.parked) == (2, 0, 0, False)
     assert st.has_seen(after, st.seen_key("u", "a"))
     # A pending buffer of the old epoch is replaced, not extended.
@@ -93,3 +93,30 @@ def test_a_half_applied_update_is_not_counted_twice() -> None:
                              summary="s", summary_tokens=1, now_ms=2, model="m", prompt_version="p", backend="ledger",
                              prompt_tokens=1, completion_tokens=1)  # fmt: skip
     assert isinstance(again, st.Applied) and again.profile == msgspec.structs.replace(first.profile, updated_ms=2)
+
+
+def test_events_are_read_in_event_time_order_ties_by_arrival() -> None:
+    """`in_event_order` sorts pending events by `ts`, keeping arrival order among equal times."""
+    events = (pe("late-path", ts=30), pe("a", ts=10), pe("b", ts=20), pe("tie-1", ts=10))
+    assert [e.event_id for e in st.in_event_order(events)] == ["a", "tie-1", "b", "late-path"]
+
+
+def test_success_applies_a_batch_that_is_not_the_head() -> None:
+    """A result for events chosen by event time applies even when an earlier-arrived event stays pending,
+    and an event that arrived during the update (older than the batch) stays pending for the next one."""
+    pending = st.Pending(epoch=1, events=(pe("new", ts=50), pe("old", ts=10), pe("older-late", ts=5)))
+    out = success(st.Meta(), pending, ("old",))
+    assert isinstance(out, st.Applied)
+    assert [e.event_id for e in out.applied] == ["old"]
+    assert out.pending is not None and [e.event_id for e in out.pending.events] == ["new", "older-late"]
+    assert success(st.Meta(), pending, ("old", "gone")) == st.Rejected("events")
+
+
+def test_forget_remembers_its_time_and_older_events_are_before_it() -> None:
+    """A forget records its event time (the latest of all forgets); events strictly older predate it."""
+    meta = st.forget(st.Meta(), ts_ms=1000)
+    assert meta.epoch == 2 and meta.forget_ts_ms == 1000
+    assert st.before_forget(meta, 999) and not st.before_forget(meta, 1000)
+    assert st.forget(meta, ts_ms=10).forget_ts_ms == 1000  # an older forget does not move the line back
+    assert not st.before_forget(st.Meta(), -62_135_596_800_000)  # never forgotten: not even year 1 is before it
+    assert st.forget(st.Meta(), ts_ms=-5).forget_ts_ms == -5  # a forget dated before 1970 counts too
