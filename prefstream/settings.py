@@ -364,7 +364,15 @@ class ModelSettings:
     vllm_max_num_seqs: int = setting(
         "PREFSTREAM_VLLM_MAX_NUM_SEQS",
         256,
-        "Most sequences the engine batches at once; also how many updates the stream keeps in flight.",
+        "Most sequences the engine batches at once; also how many updates the stream keeps in flight "
+        "(plus PREFSTREAM_VLLM_QUEUED_FRACTION of it).",
+    )
+    vllm_queued_fraction: float = setting(
+        "PREFSTREAM_VLLM_QUEUED_FRACTION",
+        0.0,
+        "Updates kept waiting in the engine beyond MAX_NUM_SEQS, as a fraction of it (rounded up), so a finished "
+        "sequence is replaced at the engine's next step instead of once the stream has built and sent another "
+        "request. 0: exactly MAX_NUM_SEQS in flight (docs/performance.md has the measurement).",
     )
     vllm_max_num_batched_tokens: int = setting(
         "PREFSTREAM_VLLM_MAX_NUM_BATCHED_TOKENS", 8192, "Token budget of one engine step (prefill chunks + decodes)."
@@ -485,6 +493,8 @@ class ModelSettings:
         for env, value in positive.items():
             if value < 1:
                 raise ConfigError(f"{env} must be >= 1, got {value}")
+        if not 0.0 <= self.vllm_queued_fraction <= 4.0:
+            raise ConfigError(f"PREFSTREAM_VLLM_QUEUED_FRACTION must be between 0 and 4, got {self.vllm_queued_fraction}")
         if not 0.0 < self.vllm_gpu_memory_utilization <= 1.0:
             raise ConfigError("PREFSTREAM_VLLM_GPU_MEMORY_UTILIZATION must be in (0, 1]")
         if self.prompt_token_budget + self.max_tokens > self.vllm_max_model_len:

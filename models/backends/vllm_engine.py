@@ -18,6 +18,7 @@ vLLM and torch are imported only inside this module's functions.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import shutil
 import tempfile
@@ -68,6 +69,17 @@ def engine_kwargs(m: ModelSettings) -> dict[str, Any]:
         "reasoning_parser": "qwen3",
         "disable_log_stats": True,
     }
+
+
+def stream_window(m: ModelSettings) -> int:
+    """How many updates the stream keeps in flight: the engine's batch, plus an optional queue that refills it.
+
+    The engine admits a waiting request at its next step; without a queue a finished sequence's slot stays
+    empty until the stream has read the user's state, counted and encoded the prompt and submitted it, on
+    an event loop that is also applying results (measured on a busy 2-core CPU: a median 139-259 ms per
+    slot, bench/e2e_vs_engine.py). Off by default: its throughput gain was within that machine's noise.
+    """
+    return m.vllm_max_num_seqs + math.ceil(m.vllm_max_num_seqs * m.vllm_queued_fraction)
 
 
 def engine_args(m: ModelSettings, **overrides: Any) -> Any:
@@ -135,7 +147,7 @@ class VllmBackend:
         self.settings = settings
         self.model_id = settings.effective_model_id
         self.prompt_version = P.prompt_version(settings.max_summary_tokens)
-        self.max_concurrency = settings.vllm_max_num_seqs
+        self.max_concurrency = stream_window(settings)
         self.prompt_token_budget = settings.prompt_token_budget
         self.tokenizer = PromptTokenizer(tokenizer_path(settings), max_summary_tokens=settings.max_summary_tokens)
         self.timebox = TimeBox.from_settings(settings)

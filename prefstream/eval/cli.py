@@ -36,7 +36,6 @@ from prefstream.settings import Settings
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     if command == "eval generate":
-        parser.description = "Write synthetic users with known tastes (benchmark or events format)."
         parser.add_argument("--out", type=Path, required=True, help="output file (events format: its stem)")
         parser.add_argument("--format", choices=("benchmark", "events"), default="benchmark")
         parser.add_argument("--users", type=int, default=40)
@@ -48,11 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         parser.add_argument("--seed", type=int, default=0)
         return
     if command == "eval report":
-        parser.description = "Rebuild results.json, results.md and plot.png from a run directory's records."
         parser.add_argument("out", type=Path, metavar="OUT", help="the run directory")
         parser.add_argument("--no-plot", action="store_true")
         return
-    parser.description = "Evaluate profiles with the AlignXplore+ selection protocol, against the baselines."
     src = parser.add_argument_group("input (one of)")
     src.add_argument("--benchmark", type=Path, help="JSONL in the AlignXplore+ benchmark format")
     src.add_argument("--events", type=Path, help="JSONL of prefstream events (history)")

@@ -230,3 +230,21 @@ async def test_openai_sends_the_priority_of_a_backfill_update(tiny_model_dir: Pa
     await backend.update(request(2))
     await backend.aclose()
     assert calls[0]["priority"] == 1 and "priority" not in calls[1]
+
+
+@pytest.mark.parametrize(("seqs", "fraction", "window"), [(32, "0.25", 40), (10, "0.25", 13), (32, "0", 32), (256, "0.25", 320)])
+def test_vllm_window_queues_a_fraction_beyond_the_engine_batch(tiny_model_dir: Path, seqs: int, fraction: str,
+                                                                window: int) -> None:  # fmt: skip
+    """The stream keeps MAX_NUM_SEQS updates in flight plus QUEUED_FRACTION of it (rounded up) waiting in the engine."""
+    from prefstream.models.backends.vllm_engine import VllmBackend
+
+    env = {"PREFSTREAM_MODEL_BACKEND": "vllm", "PREFSTREAM_MODEL": str(tiny_model_dir),
+           "PREFSTREAM_VLLM_MAX_NUM_SEQS": str(seqs), "PREFSTREAM_VLLM_QUEUED_FRACTION": fraction}  # fmt: skip
+    assert VllmBackend(Settings.from_env(env).model).max_concurrency == window
+
+
+@pytest.mark.parametrize("fraction", ["-0.1", "4.5"])
+def test_vllm_queued_fraction_out_of_range_is_refused(fraction: str) -> None:
+    """A negative or huge PREFSTREAM_VLLM_QUEUED_FRACTION is a one-line configuration error."""
+    with pytest.raises(ConfigError, match="PREFSTREAM_VLLM_QUEUED_FRACTION"):
+        Settings.from_env({"PREFSTREAM_VLLM_QUEUED_FRACTION": fraction})
