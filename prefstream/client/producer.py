@@ -186,6 +186,12 @@ class Producer:
         # records it drops), but the caller needs the first error, which is already on its way.
         with contextlib.suppress(Exception):
             self._producer.close(timeout=0)
+        # kafka-python 3.0.12's close(0) flushes first, and that flush raises for the undelivered records
+        # before close reaches its force-close: the sender thread would live on, retrying and logging forever.
+        sender = getattr(self._producer, "_sender", None)
+        if sender is not None and sender.is_alive():
+            sender.force_close()
+            sender.join(5.0)
 
     # Bounded buffering: a byte count of unacknowledged events, released by the delivery callbacks
     # (which kafka-python runs on its sender thread).

@@ -146,7 +146,7 @@ def test_buffer_is_bounded(config: ClientConfig) -> None:
 
 def test_delivery_errors_are_surfaced(config: ClientConfig) -> None:
     """Events the broker never acknowledges raise `DeliveryError` from flush(), naming them, within the
-    delivery timeout (and 5 s)."""
+    delivery timeout (and 5 s); leaving the block stops the producer's network thread."""
     from kafka import KafkaAdminClient
 
     with pytest.raises(DeliveryError) as caught:
@@ -157,7 +157,9 @@ def test_delivery_errors_are_surfaced(config: ClientConfig) -> None:
             producer.send(events.forget("u-1", "lost-1"))
             producer.send(events.forget("u-2", "lost-2"))
             started = time.monotonic()
+            sender = producer._producer._sender  # kafka-python's network thread
             producer.flush()
     assert time.monotonic() - started < 3 + 5 + 5
+    assert not sender.is_alive(), "the abandoned producer's network thread lives on (it retries and logs forever)"
     assert set(caught.value.event_ids) == {"lost-1", "lost-2"}
     assert "2 events (first lost-" in str(caught.value) and "not delivered to" in str(caught.value)
