@@ -218,7 +218,9 @@ def test_refused_clients_get_one_line(secure_kafka: tuple[local.LocalCluster, lo
                                       secure_env: dict[str, str]) -> None:  # fmt: skip
     """A wrong password, a PLAINTEXT client and a missing ACL each end the CLI with one clear line, no traceback."""
     cluster, creds = secure_kafka
-    wrong = {**secure_env, "PREFSTREAM_KAFKA_SASL_PASSWORD": "not-the-password"}
+    # The refusal, not the connect timeout, is under test: on a loaded machine a TLS + SCRAM exchange can
+    # take longer than the 5 s default.
+    wrong = {**secure_env, "PREFSTREAM_KAFKA_SASL_PASSWORD": "not-the-password", "PREFSTREAM_KAFKA_CONNECT_TIMEOUT_S": "30"}
     plain = {k: v for k, v in secure_env.items() if not k.startswith(("PREFSTREAM_KAFKA_SASL_", "PREFSTREAM_KAFKA_SSL_"))}
     plain["PREFSTREAM_KAFKA_SECURITY_PROTOCOL"] = "PLAINTEXT"
     cmd = [sys.executable, "-m", "prefstream.cli", "topics", "ensure"]
