@@ -2,7 +2,7 @@
 
 One event (a JSON object) per line; blank lines are skipped; `-` reads stdin. Nothing is sent unless every
 line is valid: each bad line is reported with its number and the worker's reject code (exit 3). Sending
-uses the client `Producer` (keyed by user_id, the worker's partitioner, acks=all), with a progress bar on a
+uses the client `Producer` (keyed by the user key, the worker's partitioner, acks=all), with a progress bar on a
 terminal and an optional `--rate` in events per second. Events the broker did not acknowledge are
 reported (exit 4); sending the file again is safe, because each event_id is applied once.
 """

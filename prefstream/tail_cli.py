@@ -10,6 +10,7 @@ from prefstream.client.config import ClientConfig
 from prefstream.client.reader import ProfileReader
 from prefstream.cli_quiet import quiet_client_libraries
 from prefstream.exit_codes import ExitCode
+from prefstream.profile_cli import check_tenant
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
@@ -20,12 +21,14 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
         help="first print every current profile (the compacted topic from its start), then follow",
     )  # fmt: skip
     parser.add_argument("--user", action="append", default=[], metavar="USER", help="only this user (repeatable)")
+    parser.add_argument("--tenant", default=None, metavar="T", help="only users of tenant T (--user: T's users)")
     parser.add_argument("--count", type=int, default=None, metavar="N", help="exit after N updates")
     parser.add_argument("--idle-exit", type=float, default=None, metavar="S", help="exit after S seconds without one")
 
 
 def run(args: argparse.Namespace) -> int:
     quiet_client_libraries(args.settings.worker.log_level if args.settings else "info")
+    check_tenant(args.tenant)
     config = ClientConfig.from_env()
     users = set(args.user)
     shown = 0
@@ -36,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             for change in reader.changes(idle_timeout_s=args.idle_exit):
                 if users and change.user_id not in users:
+                    continue
+                if args.tenant is not None and change.tenant != args.tenant:
                     continue
                 print(show(change), flush=True)
                 shown += 1

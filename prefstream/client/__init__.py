@@ -2,7 +2,7 @@
 
     events               typed builders for every event kind (`events.pair(...)`, ...; the worker's Structs)
     validate             an event to the bytes the worker accepts, checked with the worker's own decoder
-    Producer             send events (kafka-python): keyed by user_id, the worker's partitioner, safe defaults
+    Producer             send events (kafka-python): keyed by the user key, the worker's partitioner, safe defaults
     AsyncProducer        the same on asyncio (aiokafka)
     ProfileReader        the latest profile per user from the compacted profiles topic (kafka-python)
     AsyncProfileReader   the same on asyncio, with an async iterator of changes
@@ -10,6 +10,7 @@
     render_preference    a profile as the `<Preference>` block of a downstream LLM prompt (AlignXplore+'s form)
     selection_messages   the AlignXplore+ authors' whole pairwise downstream prompt
 
+Every builder, reader and read-API call takes an optional `tenant=` (docs/streams.md, "Tenants").
 Nothing here imports faust, vLLM or torch: `pip install prefstream` is enough (README "From your service").
 """
 

@@ -1,6 +1,7 @@
 """`ProfileApi` / `AsyncProfileApi`: one user's profile from the worker's read API (httpx), without reading the topic.
 
-    GET {api_url}/profiles/{user_id}    200: the profile record; 404: none (no profile yet, or forgotten);
+    GET {api_url}/profiles/{user_id}[?tenant=T]
+                                        200: the profile record; 404: none (no profile yet, or forgotten);
                                         503: the owner is moving (rebalancing), asked again after a pause
 
 Any worker answers (it routes to the one owning the user). `api_url` defaults to
@@ -30,8 +31,9 @@ RETRIES: Final = 3
 BACKOFF_S: Final = 0.5
 
 
-def _path(user_id: str) -> str:
-    return f"/profiles/{quote(user_id, safe='')}"
+def _path(user_id: str, tenant: str | None) -> str:
+    path = f"/profiles/{quote(user_id, safe='')}"
+    return path if tenant is None else f"{path}?tenant={quote(tenant, safe='')}"
 
 
 def _unreachable(base_url: str, exc: Exception) -> ReadApiUnreachable:
@@ -65,11 +67,12 @@ class ProfileApi:
         """The read API at `http://PREFSTREAM_WEB_HOST:PREFSTREAM_WEB_PORT`."""
         return cls(ClientConfig.from_env().api_url, **options)
 
-    def get(self, user_id: str) -> Profile | None:
-        """The user's current profile (None: no profile yet, or forgotten); raises `ReadApiError`."""
+    def get(self, user_id: str, tenant: str | None = None) -> Profile | None:
+        """The user's current profile (None: no profile yet, or forgotten); `tenant`: the user's tenant. Raises
+        `ReadApiError`."""
         for attempt in range(self._retries + 1):
             try:
-                response = self._http.get(_path(user_id))
+                response = self._http.get(_path(user_id, tenant))
             except httpx.TransportError as exc:
                 raise _unreachable(self.api_url, exc) from None
             if response.status_code != 503 or attempt == self._retries:
@@ -114,11 +117,12 @@ class AsyncProfileApi:
         """The read API at `http://PREFSTREAM_WEB_HOST:PREFSTREAM_WEB_PORT`."""
         return cls(ClientConfig.from_env().api_url, **options)
 
-    async def get(self, user_id: str) -> Profile | None:
-        """The user's current profile (None: no profile yet, or forgotten); raises `ReadApiError`."""
+    async def get(self, user_id: str, tenant: str | None = None) -> Profile | None:
+        """The user's current profile (None: no profile yet, or forgotten); `tenant`: the user's tenant. Raises
+        `ReadApiError`."""
         for attempt in range(self._retries + 1):
             try:
-                response = await self._http.get(_path(user_id))
+                response = await self._http.get(_path(user_id, tenant))
             except httpx.TransportError as exc:
                 raise _unreachable(self.api_url, exc) from None
             if response.status_code != 503 or attempt == self._retries:

@@ -113,7 +113,7 @@ class AsyncProducer:
         prepared = self.validate(event)
         size = len(prepared.key) + len(prepared.value)
         await self._reserve(size)
-        partition = partition_for(prepared.user_id, self.partitions)
+        partition = partition_for(prepared.user_key, self.partitions)
         try:
             sent = await self._producer.send(self.topic, value=prepared.value, key=prepared.key, partition=partition)
         except Exception as exc:  # noqa: BLE001 - one line, like a failed delivery

@@ -87,9 +87,10 @@ class AsyncProfileReader:
             await self._consumer.stop()
             raise
 
-    def get(self, user_id: str) -> Profile | None:
-        """The user's current profile as read so far (None: none yet, or forgotten). No I/O."""
-        return self.view.get(user_id)
+    def get(self, user_id: str, tenant: str | None = None) -> Profile | None:
+        """The user's current profile as read so far (None: none yet, or forgotten); `tenant`: the user's tenant.
+        No I/O."""
+        return self.view.get(user_id, tenant)
 
     async def poll(self, timeout_s: float = 1.0) -> list[ProfileChange]:
         """Read what arrived (waiting up to `timeout_s` for something) and return the changes it made."""

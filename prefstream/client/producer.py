@@ -4,8 +4,9 @@
         producer.send(events.pair("u-42", "e-1", chosen="...", rejected="..."))
 
 Every event is validated first (`prefstream.client.wire.validate`: the worker's decoder and the topic's size
-limit), keyed by the UTF-8 bytes of `user_id` and sent to `partition_for(user_id, partitions)` (murmur2,
-the partition of the worker that owns the user's state), with acks=all, idempotence and gzip compression.
+limit), keyed by the UTF-8 bytes of its user key (`user_id`, or `tenant/user_id` for an event with a
+tenant: `prefstream.schemas.keys`) and sent to `partition_for(user key, partitions)` (murmur2, the
+partition of the worker that owns the user's state), with acks=all, idempotence and gzip compression.
 
 Bounded buffering: at most `max_buffered_bytes` of events wait for acknowledgement; `send()` then blocks
 up to `max_block_s` for room and raises `BufferFullError` after. Delivery errors are never lost: each
@@ -128,7 +129,7 @@ class Producer:
         prepared = self.validate(event)
         size = len(prepared.key) + len(prepared.value)
         self._reserve(size)
-        partition = partition_for(prepared.user_id, self.partitions)
+        partition = partition_for(prepared.user_key, self.partitions)
         try:
             future = self._producer.send(self.topic, key=prepared.key, value=prepared.value, partition=partition)
         except Exception as exc:  # noqa: BLE001 - closed producer, metadata timeout: one line, like a failed delivery

@@ -2,8 +2,8 @@
 
     with ProfileReader.from_env() as reader:
         reader.catch_up()                  # every profile published so far
-        profile = reader.get("u-42")       # local, no I/O
-        for change in reader.changes():    # then follow: ProfileChange(user_id, profile, previous)
+        profile = reader.get("u-42")       # local, no I/O; get("u-42", tenant="shop") for a tenant's user
+        for change in reader.changes():    # then follow: ProfileChange(user_id, profile, previous, tenant)
             ...
 
 The reader assigns itself every partition of the topic (no consumer group: each reader holds the whole
@@ -89,9 +89,10 @@ class ProfileReader:
                 )
             time.sleep(0.2)
 
-    def get(self, user_id: str) -> Profile | None:
-        """The user's current profile as read so far (None: none yet, or forgotten). No I/O."""
-        return self.view.get(user_id)
+    def get(self, user_id: str, tenant: str | None = None) -> Profile | None:
+        """The user's current profile as read so far (None: none yet, or forgotten); `tenant`: the user's tenant.
+        No I/O."""
+        return self.view.get(user_id, tenant)
 
     def poll(self, timeout_s: float = 1.0) -> list[ProfileChange]:
         """Read what arrived (waiting up to `timeout_s` for something) and return the changes it made."""

@@ -19,23 +19,30 @@ from typing import Final
 from prefstream.schemas.decode import decode_event
 from prefstream.schemas.errors import EventRejected, RejectCode
 from prefstream.schemas.events import Event, encode_event
+from prefstream.schemas.keys import event_key
 from prefstream.settings import KafkaSettings, LimitSettings
 
 __all__ = ["Prepared", "RECORD_OVERHEAD_BYTES", "topic_max_message_bytes", "validate"]
 
 #: Room left for a record batch's header (61 bytes) and the record's own framing, key and timestamp
-#: (at most 5 + 128-byte key + varints): what a value may take of `max.message.bytes`.
-RECORD_OVERHEAD_BYTES: Final = 256
+#: (at most 5 + a 193-byte `tenant/user_id` key + varints): what a value may take of `max.message.bytes`.
+RECORD_OVERHEAD_BYTES: Final = 320
 
 
 @dataclass(frozen=True)
 class Prepared:
-    """A validated event: the message key (UTF-8 `user_id`) and value (JSON) to send."""
+    """A validated event: the message key (UTF-8 `user_id`, or `tenant/user_id` with a tenant) and value (JSON)."""
 
     event_id: str
     user_id: str
     key: bytes
     value: bytes
+    tenant: str | None = None
+
+    @property
+    def user_key(self) -> str:
+        """The key as text: what the worker's partitioner (`partition_for`) hashes to find the owner."""
+        return self.key.decode("utf-8")
 
 
 def validate(event: Event | bytes, limits: LimitSettings, max_message_bytes: int | None = None) -> Prepared:
@@ -46,7 +53,7 @@ def validate(event: Event | bytes, limits: LimitSettings, max_message_bytes: int
     """
     value = encode_event(event) if not isinstance(event, (bytes, bytearray, memoryview)) else bytes(event)
     decoded = decode_event(None, value, limits)
-    key = decoded.user_id.encode("utf-8")
+    key = event_key(decoded)
     if max_message_bytes is not None and len(value) > max_message_bytes - RECORD_OVERHEAD_BYTES:
         raise EventRejected(
             RejectCode.TOO_LARGE,
@@ -54,7 +61,7 @@ def validate(event: Event | bytes, limits: LimitSettings, max_message_bytes: int
             f"expected at most {max_message_bytes - RECORD_OVERHEAD_BYTES} bytes (the events topic's "
             f"max.message.bytes, {max_message_bytes}, less the record framing), got {len(value)}",
         )
-    return Prepared(decoded.event_id, decoded.user_id, key, value)
+    return Prepared(decoded.event_id, decoded.user_id, key, value, decoded.tenant)
 
 
 def topic_max_message_bytes(kafka: KafkaSettings, topic: str) -> int | None:

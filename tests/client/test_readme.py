@@ -30,10 +30,10 @@ def readme_blocks(section: str = "From your service") -> list[str]:
 
 
 def test_section_has_the_promised_examples() -> None:
-    """The section shows the sync and async producers, both readers, the read API and the downstream prompt."""
+    """The section shows the sync and async producers, both readers, the read API, tenants and the downstream prompt."""
     joined = "\n".join(readme_blocks())
     for name in ("Producer.from_env", "AsyncProducer.from_env", "ProfileReader.from_env", "AsyncProfileReader",
-                 "ProfileApi", "render_preference", "selection_messages"):  # fmt: skip
+                 "ProfileApi", 'tenant="shop"', "render_preference", "selection_messages"):  # fmt: skip
         assert name in joined, name
 
 
@@ -50,10 +50,11 @@ def test_readme_examples_run(env: dict[str, str], worker: Worker, tmp_path: Path
                               cwd=tmp_path, timeout=BLOCK_TIMEOUT_S)  # fmt: skip
         assert done.returncode == 0, f"example {i} failed:\n{block}\n{done.stdout}\n{done.stderr}\n{worker.tail()}"
         outputs.append(done.stdout)
-    sync, async_, reader, async_reader, prompt = outputs
+    sync, async_, reader, async_reader, tenants, prompt = outputs
     assert "Delivered(event_id='chat-77-answer', topic='" in sync
     assert "out_of_range at $.score: expected a score between 0 and scale (5)" in sync
     assert re.fullmatch(r"\d+ \d+", async_.strip())
     assert "changed: u-42" in reader and re.search(r"^1 \d+ \d+ ", reader, flags=re.MULTILINE)
     assert async_reader.strip().splitlines()[-1].isdigit()  # the read API's version of u-42's profile
+    assert tenants.splitlines() == ["order-1 read-1", "news True"]  # u-7 of shop, of news, and none without a tenant
     assert "Recommend one book for this user.\n\n<Preference>\n" in prompt and "</Preference>\n\n<Item A>" in prompt
