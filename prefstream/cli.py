@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tail": ("prefstream.tail_cli", "Follow profile updates on the profiles topic (readable, or --json)."),
     "profile": ("prefstream.profile_cli", "Show one user's profile (read API; the topic when no worker answers)."),
     "doctor": ("prefstream.doctor", "Check settings, broker, topics, model backend and read API: one line each."),
+    "capacity": ("prefstream.capacity", "GPUs, workers and partitions for a load, with the arithmetic shown."),
 }
 
 GROUPS: dict[str, str] = {

@@ -15,14 +15,16 @@ with `structlog.get_logger()` in our own code, which structlog writes straight t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import os
 import re
 import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import structlog
 
@@ -245,24 +247,37 @@ def vllm_logging_config(fmt: str, level: str, cause_path: str) -> dict[str, obje
     }
 
 
-def route_vllm_logs(directory: str, cause_path: str) -> None:
-    """Make vLLM log through prefstream's handler, in this process and the engine processes it spawns.
+@contextlib.contextmanager
+def route_vllm_logs(directory: str, cause_path: str) -> Iterator[None]:
+    """Make vLLM log through prefstream's handler, in this process and the engine processes it spawns
+    while the block runs (the engine start).
 
-    Call before vLLM is imported: vLLM reads the config file named by `VLLM_LOGGING_CONFIG_PATH` when
+    Enter before vLLM is imported: vLLM reads the config file named by `VLLM_LOGGING_CONFIG_PATH` when
     `vllm.logger` is imported, in each process. The format and level are those `configure` was given.
+    The variables are put back on exit: the file lives in `directory`, which the caller removes, and a
+    process started later from this one (a `vllm serve`, a test's subprocess) must not inherit a path
+    that no longer exists (vLLM refuses to start on it).
     """
     import json
     import logging.config
-    import os
 
     config = vllm_logging_config(_format, _level, cause_path)
     path = os.path.join(directory, "vllm-logging.json")
     with open(path, "w", encoding="utf-8") as out:
         json.dump(config, out)
-    os.environ["VLLM_CONFIGURE_LOGGING"] = "1"
-    os.environ["VLLM_LOGGING_CONFIG_PATH"] = path
+    names = ("VLLM_CONFIGURE_LOGGING", "VLLM_LOGGING_CONFIG_PATH")
+    before = {name: os.environ.get(name) for name in names}
+    os.environ.update(VLLM_CONFIGURE_LOGGING="1", VLLM_LOGGING_CONFIG_PATH=path)
     if "vllm.logger" in sys.modules:  # already imported (and configured) in this process: apply it here too
         logging.config.dictConfig(config)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 _format, _level = "json", "info"

@@ -7,7 +7,8 @@ Each source message goes through `StreamApp.process`, top to bottom:
    (`streams.progress`), so no consumer defect can step over a message silently;
 3. the message is dispatched by topic: events and forwarded events to `Ingest` (event -> validated
    record -> per-user buffer), results and commands to `Apply` (result -> profile -> profiles topic);
-4. the offset is recorded in the state, in the same changelog as the writes it covers (`streams.store`).
+4. the offset is recorded in the state, in the same changelog as the writes it covers, by the message's
+   last write (a stamped user record, or else the progress record: `streams.progress`).
 
 One agent with concurrency 1 consumes the events topic, `{id}-repartition` and `{id}-results`, so
 every state write happens inside the processing of one source message, on that message's partition
@@ -250,6 +251,7 @@ class StreamApp:
 
     async def _dispatch(self, record: SourceRecord, *, replay: bool) -> None:
         source = self.roles[record.topic]
+        self.tracker.begin(record)
         if source == "events":
             await self.ingest.on_event(record, replay=replay)
         elif source == "repartition":

@@ -154,7 +154,7 @@ class Apply:
             if isinstance(failed, st.Rejected):
                 self._stale(result, failed.reason)
             else:
-                self.store.put_user(user_id, failed, pending)
+                self.store.put_user(user_id, failed, pending, final=True)  # the only write: it records the offset too
                 meta = failed
                 await self._record_failure(user_id, partition, failed, pending, result, outcome.reason, now)
         self.scheduler.observe(user_id, st.view_of(partition, meta, pending))
@@ -197,7 +197,7 @@ class Apply:
         # Profile (with its history) first, then the user record: a crash between the two writes cannot leave
         # a version the profile does not have (the changelog keeps this order).
         self.store.put_profile(user_id, done.profile, st.push_history(history, entry, self.history_versions))
-        self.store.put_user(user_id, done.meta, done.pending)
+        self.store.put_user(user_id, done.meta, done.pending, final=True)  # last: it records the offset too
         p = done.profile
         await self.profiles.send(key=user_id.encode("utf-8"), value=encode_profile(to_profile_record(user_id, p)),
                                  partition=partition)  # fmt: skip

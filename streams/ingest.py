@@ -133,7 +133,7 @@ class Ingest:
         item = st.PendingEvent(event_id=event.event_id, evidence=evidence, ts_ms=ts_ms,
                                produced_ms=produced_ms, accepted_ms=now, tokens=tokens)  # fmt: skip
         pending = st.accept(pending, meta, item)
-        self.store.put_user(user_id, meta, pending)
+        self.store.put_user(user_id, meta, pending, final=True)  # the only write: it records the offset too
         self.metrics.events_accepted.inc()
         if self.tenancy is not None:
             self.tenancy.accepted(user_id)

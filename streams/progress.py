@@ -1,8 +1,13 @@
 """Source offsets: what the state includes, and the jumps that would otherwise lose a message silently.
 
 The agent processes every source partition in offset order. `SourceTracker` knows, per partition it
-serves, the last offset processed (in memory, and in the state's changelogged `SourceProgress`, so it
-survives a move to another worker). For each message it classifies the offset:
+serves, the last offset processed (in memory, and in the state's changelog, so it survives a move to
+another worker). In the state it is carried by the message's last write: a user record written last
+carries the partition's positions (`streams.store.Stamp`, set by `begin`); a message whose last write
+is anything else, or that writes nothing, writes the progress record (`SourceProgress`). Either way the
+position is in the changelog after every other write of the message, so a restored state says exactly
+which offsets it includes: the later of the progress record and the latest stamp (docs/reliability.md,
+"Progress without a second write"). For each message it classifies the offset:
 
 - `next`:   position + 1, the normal case;
 - `replay`: at or below the position: its state changes are already in the state (the changelog is an
@@ -27,7 +32,7 @@ from typing import Any, Literal
 
 import structlog
 
-from prefstream.streams.store import SourceProgress, Store
+from prefstream.streams.store import ROLES, SourceProgress, Stamp, Store
 
 log = structlog.get_logger(__name__)
 
@@ -62,10 +67,16 @@ class SourceTracker:
         self.roles = roles  # topic name -> role (events, repartition, results): stable keys for the state
         self.committed = committed  # the group's committed offset of (topic, partition), if known
         self._positions: dict[tuple[str, int], _Position] = {}
+        self._topics = {role: topic for topic, role in roles.items()}
+        self._stamps: dict[int, tuple[int, int, int]] | None = None  # from the user records, read once per assignment
+        self._peeked: dict[tuple[str, int], int] = {}  # positions of partitions not processed yet (`_peek`)
+        self._dead_lettered_before = -1
 
     def reset(self) -> None:
         """Forget positions held in memory (an assignment changed: the state is the truth again)."""
         self._positions.clear()
+        self._stamps = None
+        self._peeked.clear()
 
     def positions(self) -> dict[tuple[str, int], int]:
         """The last offset processed per (topic, partition) held in memory (for the lag gauge)."""
@@ -75,14 +86,37 @@ class SourceTracker:
         key = (topic, partition)
         position = self._positions.get(key)
         if position is None:
-            stored = self.store.progress(self.roles[topic], partition)
-            if stored is not None:
-                position = _Position(stored.offset, stored.dead_lettered)
-            else:
+            position = self._restored(topic, partition)
+            if position is None:
                 committed = self.committed(topic, partition)
                 position = _Position(None if committed is None else committed - 1)
             self._positions[key] = position
         return position
+
+    def _restored(self, topic: str, partition: int) -> _Position | None:
+        """The position the state holds: the later of the progress record and the latest stamp."""
+        role = self.roles[topic]
+        stored = self.store.progress(role, partition)
+        if self._stamps is None:
+            self._stamps = self.store.stamps()
+        stamp = self._stamps.get(partition)
+        stamped = -1 if stamp is None else stamp[ROLES.index(role)]
+        if stored is None and stamped < 0:
+            return None
+        return _Position(max(stamped, -1 if stored is None else stored.offset), -1 if stored is None else stored.dead_lettered)
+
+    def _peek(self, topic: str, partition: int) -> int:
+        """The last offset processed, as far as memory or the state know (-1: unknown). Not kept as a position,
+        so a partition not read yet still takes the committed offset when its first message comes."""
+        key = (topic, partition)
+        position = self._positions.get(key)
+        if position is not None:
+            return -1 if position.offset is None else position.offset
+        peeked = self._peeked.get(key)
+        if peeked is None:  # the state moves on only through `_positions`: what it held stays true until then
+            restored = self._restored(topic, partition)
+            peeked = self._peeked[key] = -1 if restored is None or restored.offset is None else restored.offset
+        return peeked
 
     def classify(self, record: SourceRecord) -> tuple[Kind, int]:
         """The record's kind and the first offset after the position (the start of a gap)."""
@@ -101,13 +135,36 @@ class SourceTracker:
     def dead_lettered(self, record: SourceRecord) -> None:
         self._position(record.topic, record.partition).dead_lettered = record.offset
 
+    def begin(self, record: SourceRecord) -> None:
+        """Before `record` is processed: user records written while it is carry the partition's positions,
+        this record included (so the write can stand for the progress record)."""
+        partition = record.partition
+        own = self._position(record.topic, partition)
+        offsets = []
+        for role in ROLES:
+            topic = self._topics.get(role)
+            offsets.append(-1 if topic is None else self._peek(topic, partition))
+        mine = ROLES.index(self.roles[record.topic])
+        with_it = list(offsets)
+        with_it[mine] = record.offset if own.offset is None else max(own.offset, record.offset)
+        self.store.stamp = Stamp(partition, (with_it[0], with_it[1], with_it[2]))
+        self.store.stamp_before = Stamp(partition, (offsets[0], offsets[1], offsets[2]))
+        self.store.stamped_last = False
+        self._dead_lettered_before = own.dead_lettered
+
     def processed(self, record: SourceRecord) -> None:
-        """Record `record` as processed, in memory and in the state (inside its processing)."""
+        """Record `record` as processed, in memory and in the state (inside its processing): nothing to write
+        when its last write was a user record stamped by `begin`, else the progress record."""
         position = self._position(record.topic, record.partition)
         # A replay moves nothing but writes the record again (see `Store.rewrite_user`).
         position.offset = record.offset if position.offset is None else max(position.offset, record.offset)
-        progress = SourceProgress(offset=position.offset, dead_lettered=position.dead_lettered)
-        self.store.put_progress(self.roles[record.topic], record.partition, progress)
+        stamped = self.store.stamp is not None and self.store.stamped_last
+        if not stamped or position.dead_lettered != self._dead_lettered_before:
+            self.store.stamped_last = False  # a progress record after a final write claims nothing new: allowed
+            progress = SourceProgress(offset=position.offset, dead_lettered=position.dead_lettered)
+            self.store.put_progress(self.roles[record.topic], record.partition, progress)
+        self.store.stamp = self.store.stamp_before = None
+        self.store.stamped_last = False
 
 
 class GapReader:

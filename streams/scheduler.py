@@ -4,7 +4,8 @@ It is an in-process service, not an agent: it never holds a Kafka message, so a 
 for minutes never delays an offset commit or a rebalance. It
 
 1. keeps a `UserView` per user with pending events in the partitions this worker owns (the agent
-   reports every change; a rebalance rebuilds the views from the tables);
+   reports every change; a rebalance rebuilds the views from the tables), indexed by the time the
+   policy says it becomes due (a heap), so a wake-up costs O(due users · log users), not O(users);
 2. asks the flush policy which users are due, oldest first, and starts one `model.update()` task per
    user while fewer than `backend.max_concurrency` are running (a sliding window: a slot frees as soon
    as its request ends, no lockstep batches);
@@ -22,6 +23,7 @@ owner finds the events still pending in the table and asks again (a duplicate re
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -95,6 +97,11 @@ class FoldScheduler:
     _results_next: dict[int, int] = field(default_factory=dict)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _stopped: bool = False
+    # The due index. A user's view has one due time when the model is idle (`decide(saturated=False)`);
+    # the saturated one is never earlier (it only raises `min_events`), so it is a lower bound either way.
+    _due: dict[str, int] = field(default_factory=dict)  # user -> due time of its current view
+    _heap: list[tuple[int, str]] = field(default_factory=list)  # (due, user); stale entries skipped on pop
+    _ready: set[str] = field(default_factory=set)  # users past their due time: in flight, gated or waiting a slot
 
     # --- reports from the agent (same event loop, never awaited) --------------------------------
 
@@ -104,6 +111,7 @@ class FoldScheduler:
             self.views.pop(user_id, None)
         else:
             self.views[user_id] = view
+        self._index(user_id, view)
         if self.tenancy is not None:
             self.tenancy.limits.observe(user_id, view)
         self._wake.set()
@@ -118,6 +126,7 @@ class FoldScheduler:
     def forget(self, user_id: str) -> None:
         """The user was forgotten: abort its update (its result would lose the CAS anyway)."""
         self.views.pop(user_id, None)
+        self._index(user_id, None)
         if self.tenancy is not None:
             self.tenancy.limits.observe(user_id, None)
         self._abort(user_id, "forget")
@@ -142,6 +151,7 @@ class FoldScheduler:
             if inf.partition not in self.owned:
                 self._abort(user_id, "revoked")
         self.views = {u: v for u, v in self.views.items() if v.partition in self.owned}
+        self._reindex()
         self._gates = {p: g for p, g in self._gates.items() if p in self.owned}
         if self.tenancy is not None:
             self.tenancy.limits.reset(self.views)
@@ -149,6 +159,7 @@ class FoldScheduler:
     def on_recovered(self, views: dict[str, UserView], highwaters: dict[int, int]) -> None:
         """Tables are recovered: replace the views, gate partitions with unapplied results, resume."""
         self.views = {u: v for u, v in views.items() if v.partition in self.owned}
+        self._reindex()
         if self.tenancy is not None:
             self.tenancy.limits.reset(self.views)
         deadline = time.monotonic() + self.flush.results_gate_timeout_s
@@ -184,32 +195,85 @@ class FoldScheduler:
         if self.paused:
             return tick
         self._release_gates()
+        self._pop_due(now)
         free = self.backend.max_concurrency - self.running
-        candidates = [
-            (u, v) for u, v in self.views.items() if u not in self.inflight and v.partition not in self._gates
-        ]
-        due = [(u, v) for u, v in candidates if self.policy.decide(v, saturated=False).ready(now)]
+        waiting = [(u, self.views[u]) for u in self._ready if u not in self.inflight]
+        waiting = [(u, v) for u, v in waiting if v.partition not in self._gates]
+        due = [(u, v) for u, v in waiting if self.policy.decide(v, saturated=False).ready(now)]
         saturated = free <= 0 or len(due) > free
         if saturated:
             # Under load, small batches wait for more events (unless full or too old).
             due = [(u, v) for u, v in due if self.policy.decide(v, saturated=True).ready(now)]
         if self.tenancy is not None:  # a tenant whose model tokens of this minute are spent waits
             due = [(u, v) for u, v in due if self.tenancy.may_start(u)]
-        due.sort(key=lambda uv: (uv[1].backfill, uv[1].oldest_ms))  # live users first, then backfills
+        # Live users first, then backfills; oldest first; ties by user id (not by the ready set's order).
+        due.sort(key=lambda uv: (uv[1].backfill, uv[1].oldest_ms, uv[0]))
         for user_id, view in due[: max(0, free)]:
             self._start(user_id, view)
         # Users the model could serve now if it had more slots: the scale-out signal that consumer lag is not.
         self.waiting = max(0, len(due) - max(0, free))
+        # The next wake-up: the earliest due time still ahead (a user held back by saturation, or the
+        # head of the index; the head may be in flight or gated, which only wakes the loop early).
         pending_due = [
             d.due_ms
-            for u, v in candidates
+            for u, v in waiting
             if u not in self.inflight
             for d in [self.policy.decide(v, saturated=saturated)]
             if d.due_ms is not None and d.due_ms > now
         ]
+        head = self._head()
+        if head is not None:
+            pending_due.append(head)
         if pending_due:
             return max(0.0, min(tick, (min(pending_due) - now) / 1000))
         return tick
+
+    # --- the due index --------------------------------------------------------------------------
+
+    def _index(self, user_id: str, view: UserView | None) -> None:
+        """Record the due time of the user's new view (None: the user waits for nothing)."""
+        self._ready.discard(user_id)
+        due = None if view is None else self.policy.decide(view, saturated=False).due_ms
+        if due is None:
+            self._due.pop(user_id, None)
+            return
+        self._due[user_id] = due
+        heapq.heappush(self._heap, (due, user_id))
+        if len(self._heap) > 2 * len(self._due) + 1024:
+            self._rebuild_heap()  # every event pushes an entry: drop the stale ones (amortized O(1) per push)
+
+    def _reindex(self) -> None:
+        """The views were replaced wholesale (a rebalance): index them again."""
+        self._ready.clear()
+        self._due = {}
+        for user_id, view in self.views.items():
+            due = self.policy.decide(view, saturated=False).due_ms
+            if due is not None:
+                self._due[user_id] = due
+        self._rebuild_heap()
+
+    def _rebuild_heap(self) -> None:
+        self._heap = [(due, u) for u, due in self._due.items() if u not in self._ready]
+        heapq.heapify(self._heap)
+
+    def _valid(self, entry: tuple[int, str]) -> bool:
+        due, user_id = entry
+        return self._due.get(user_id) == due and user_id not in self._ready
+
+    def _pop_due(self, now: int) -> None:
+        """Move every user whose due time has come from the heap to the ready set."""
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            entry = heapq.heappop(heap)
+            if self._valid(entry):
+                self._ready.add(entry[1])
+
+    def _head(self) -> int | None:
+        """The earliest due time in the heap (stale entries at the top are dropped)."""
+        heap = self._heap
+        while heap and not self._valid(heap[0]):
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
 
     def _release_gates(self) -> None:
         mono = time.monotonic()

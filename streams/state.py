@@ -125,9 +125,11 @@ def seen_key(user_id: str, event_id: str) -> bytes:
 
 def has_seen(meta: Meta, key: bytes) -> bool:
     seen = meta.seen
-    for i in range(0, len(seen), SEEN_SIZE):
-        if seen[i : i + 8] == key:
+    i = seen.find(key)  # a search in C; a hit counts only at the start of an entry
+    while i != -1:
+        if i % SEEN_SIZE == 0:
             return True
+        i = seen.find(key, i + 1)
     return False
 
 
@@ -135,15 +137,14 @@ def remember(meta: Meta, key: bytes, now_ms: int, horizon_s: float, max_ids: int
     """Add `key` to the dedupe memory, dropping entries older than the horizon and the oldest beyond `max_ids`."""
     now_s = now_ms // 1000
     cutoff = now_s - int(horizon_s)
-    kept = [
-        meta.seen[i : i + SEEN_SIZE]
-        for i in range(0, len(meta.seen), SEEN_SIZE)
-        if _SEEN.unpack_from(meta.seen, i)[1] >= cutoff
-    ]
-    kept.append(_SEEN.pack(key, now_s & 0xFFFFFFFF))
-    if len(kept) > max_ids:
-        kept = kept[len(kept) - max_ids :]
-    return msgspec.structs.replace(meta, seen=b"".join(kept))
+    seen = meta.seen
+    if any(t < cutoff for _, t in _SEEN.iter_unpack(seen)):  # rare: only then are entries copied one by one
+        seen = b"".join(seen[i : i + SEEN_SIZE] for i in range(0, len(seen), SEEN_SIZE)
+                        if _SEEN.unpack_from(seen, i)[1] >= cutoff)  # fmt: skip
+    seen += _SEEN.pack(key, now_s & 0xFFFFFFFF)
+    if len(seen) > max_ids * SEEN_SIZE:
+        seen = seen[len(seen) - max_ids * SEEN_SIZE :]
+    return msgspec.structs.replace(meta, seen=seen)
 
 
 # --- transitions on events ------------------------------------------------------------------------

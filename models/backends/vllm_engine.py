@@ -178,21 +178,23 @@ class VllmBackend:
         # vLLM's lines join the worker's JSON log, and the engine process's root cause is kept (see below).
         logs_dir = tempfile.mkdtemp(prefix="prefstream-vllm-")
         cause = os.path.join(logs_dir, "root-cause")
-        logs.route_vllm_logs(logs_dir, cause)
-        try:
-            from vllm.usage.usage_lib import UsageContext
-            from vllm.v1.engine.async_llm import AsyncLLM
-        except ImportError as exc:
-            raise BackendUnavailableError(f"vllm is not installed: {exc}") from exc
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         try:
-            args = engine_args(self.settings, **self._engine_overrides)
-            self._engine = await loop.run_in_executor(
-                None, lambda: AsyncLLM.from_engine_args(args, usage_context=UsageContext.ENGINE_CONTEXT)
-            )
-        except Exception as exc:
-            raise BackendUnavailableError(f"the vLLM engine failed to start: {start_failure(exc, cause)}") from exc
+            with logs.route_vllm_logs(logs_dir, cause):
+                try:
+                    from vllm.usage.usage_lib import UsageContext
+                    from vllm.v1.engine.async_llm import AsyncLLM
+                except ImportError as exc:
+                    raise BackendUnavailableError(f"vllm is not installed: {exc}") from exc
+                args = engine_args(self.settings, **self._engine_overrides)
+                try:
+                    self._engine = await loop.run_in_executor(
+                        None, lambda: AsyncLLM.from_engine_args(args, usage_context=UsageContext.ENGINE_CONTEXT)
+                    )
+                except Exception as exc:
+                    failure = f"the vLLM engine failed to start: {start_failure(exc, cause)}"
+                    raise BackendUnavailableError(failure) from exc
         finally:
             shutil.rmtree(logs_dir, ignore_errors=True)
         log.info("vllm engine started", model=self.model_id, seconds=round(time.perf_counter() - started, 1))

@@ -3,10 +3,13 @@ in one line (issue #9). No engine is started: vLLM applies exactly this dictConf
 
 from __future__ import annotations
 
+import os
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from prefstream.logs import vllm_logging_config
 from prefstream.models.backends.vllm_engine import start_failure
@@ -59,3 +62,17 @@ def test_start_failure_names_the_cause_and_the_setting(tmp_path: Path) -> None:
     assert line.endswith("set PREFSTREAM_VLLM_LOAD_FORMAT=dummy)")
     # No cause written (the failure happened in this process): the exception itself, on one line.
     assert start_failure(ValueError("bad\nvalue"), str(tmp_path / "absent")) == "ValueError: bad value"
+
+
+def test_vllm_log_routing_is_undone_after_the_engine_start(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The logging config path reaches vLLM only while the engine starts: a process started later (a `vllm
+    serve` from the same shell or test session) must not inherit a path whose directory is gone."""
+    from prefstream import logs
+
+    monkeypatch.delenv("VLLM_LOGGING_CONFIG_PATH", raising=False)
+    monkeypatch.setenv("VLLM_CONFIGURE_LOGGING", "0")
+    with logs.route_vllm_logs(str(tmp_path), str(tmp_path / "cause")):
+        assert os.environ["VLLM_LOGGING_CONFIG_PATH"] == str(tmp_path / "vllm-logging.json")
+        assert os.environ["VLLM_CONFIGURE_LOGGING"] == "1"
+    assert "VLLM_LOGGING_CONFIG_PATH" not in os.environ
+    assert os.environ["VLLM_CONFIGURE_LOGGING"] == "0"
