@@ -1,7 +1,8 @@
-"""Fixes for faust-streaming's consumer: no message is stepped over, in a stream or in a table's restore.
+"""Fixes for faust-streaming: no message is stepped over, in a stream or in a table's restore, and a
+table's recovery does not crash when a rebalance lands between two of its steps.
 
-Two defects of faust-streaming 0.15.3 (`faust/transport/consumer.py`; reproductions and upstream patches
-in docs/reliability.md), both about records the consumer took from the fetcher but never delivered:
+Defects of faust-streaming 0.15.3 (reproductions and upstream patches in docs/reliability.md). The first
+two (`faust/transport/consumer.py`) are about records the consumer took from the fetcher but never delivered:
 
 1. **A commit passes over an abandoned message.** When a rebalance stops the flow while the drain loop
    is delivering message N, `Consumer._drain_messages` abandons N but records it as read; the following
@@ -17,8 +18,16 @@ in docs/reliability.md), both about records the consumer took from the fetcher b
    with records that were not handed out, or whose delivery a flow stop may have abandoned, is sought
    back to the first such record (`rewind_undelivered`). A record delivered twice is harmless: a stream
    replay is recognised by `streams.progress`, and a changelog restore applies records in offset order.
+3. **Recovery seeks with a newer rebalance's offsets** (`faust/tables/recovery.py`). `Recovery.on_rebalance`
+   replaces the partition sets and offsets (a new partition's offset is `None` until `_build_offsets`
+   runs) and then sets `signal_recovery_start`; `_restart_recovery` notices it only when the signal's
+   waiter wins a `wait_first` race against the step it awaits. A rebalance that lands right after a
+   step finished goes unnoticed, and the next `_seek_offsets` seeks a partition to `None`: aiokafka
+   raises `ValueError('Offset must be a positive integer')` and `Recovery` crashes the worker (seen on a
+   cold start with standby replicas). Fix: `_seek_offsets` raises `RebalanceAgain`, as `_wait` would
+   have, when a rebalance started since (`seek_current_generation`); recovery starts over with it.
 
-Both wrap the library's methods instead of copying them, so a faust upgrade keeps its own changes;
+All wrap the library's methods instead of copying them, so a faust upgrade keeps its own changes;
 `install()` refuses to run against a faust that no longer has what they wrap, and
 `tests/streams/test_faust_fixes.py` fails if an upgrade brings a loss back.
 """
@@ -26,6 +35,7 @@ Both wrap the library's methods instead of copying them, so a faust upgrade keep
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -35,32 +45,50 @@ from prefstream.streams.errors import IncompatibleLibraryError
 
 log = structlog.get_logger(__name__)
 
-__all__ = ["exact_head_commit", "install", "installed", "rewind_undelivered"]
+__all__ = ["exact_head_commit", "install", "installed", "rewind_undelivered", "seek_current_generation"]
 
 _MARK = "_prefstream_fixed"
 _STOPS = "_prefstream_flow_stops"
 _FETCHED = "_prefstream_fetched"
 
 
+# What `seek_current_generation` relies on: `_seek_offsets(self, consumer, tps, offsets, title)` reads the
+# offsets before its first await, and `_restart_recovery` restarts on `RebalanceAgain`.
+_SEEK_OFFSETS_PARAMS = ("self", "consumer", "tps", "offsets", "title")
+
+
 def installed() -> bool:
+    from faust.tables.recovery import Recovery
     from faust.transport.consumer import Consumer
 
-    return all(getattr(getattr(Consumer, name), _MARK, False) for name in ("_new_offset", "getmany"))
+    return all(getattr(getattr(Consumer, name), _MARK, False) for name in ("_new_offset", "getmany")) and getattr(
+        Recovery._seek_offsets, _MARK, False
+    )
 
 
 def install() -> None:
-    """Patch faust's consumer (idempotent). Call before the app's consumer starts."""
+    """Patch faust's consumer and table recovery (idempotent). Call before the app's consumer starts."""
+    from faust.tables import recovery
     from faust.transport.consumer import Consumer
 
     for name in ("_new_offset", "getmany", "_wait_next_records", "stop_flow", "seek_wait", "assignment"):
         if not callable(getattr(Consumer, name, None)):
             raise IncompatibleLibraryError(f"faust Consumer.{name} is gone: re-check streams/faust_fixes.py")
-    if installed():
-        return
-    Consumer._new_offset = exact_head_commit(Consumer._new_offset)
-    Consumer._wait_next_records = _remember_fetched(Consumer._wait_next_records)
-    Consumer.stop_flow = _count_flow_stops(Consumer.stop_flow)
-    Consumer.getmany = rewind_undelivered(Consumer.getmany)
+    seek = getattr(recovery.Recovery, "_seek_offsets", None)
+    if (
+        not callable(seek)
+        or not isinstance(getattr(recovery, "RebalanceAgain", None), type)
+        or not isinstance(getattr(recovery.Recovery, "signal_recovery_start", None), property)
+        or tuple(inspect.signature(seek).parameters) != _SEEK_OFFSETS_PARAMS
+    ):
+        raise IncompatibleLibraryError("faust Recovery._seek_offsets changed: re-check streams/faust_fixes.py")
+    if not getattr(Consumer.getmany, _MARK, False):
+        Consumer._new_offset = exact_head_commit(Consumer._new_offset)
+        Consumer._wait_next_records = _remember_fetched(Consumer._wait_next_records)
+        Consumer.stop_flow = _count_flow_stops(Consumer.stop_flow)
+        Consumer.getmany = rewind_undelivered(Consumer.getmany)
+    if not getattr(seek, _MARK, False):
+        recovery.Recovery._seek_offsets = seek_current_generation(seek, recovery.RebalanceAgain)
 
 
 def _marked(fn: Any) -> Any:
@@ -85,6 +113,22 @@ def exact_head_commit(original: Any) -> Any:
         return result
 
     return _marked(_new_offset)
+
+
+def seek_current_generation(original: Any, rebalance_again: type[Exception]) -> Any:
+    """`Recovery._seek_offsets` that seeks nothing once a newer rebalance has replaced the offsets: it raises
+    `rebalance_again` (faust's `RebalanceAgain`), so `_restart_recovery` starts over with that rebalance."""
+
+    @functools.wraps(original)
+    async def _seek_offsets(self: Any, consumer: Any, tps: Any, offsets: Any, title: str) -> None:
+        # Checked in the same step in which the original reads the offsets (it does not await before):
+        # `on_rebalance` changes them and sets the signal in one step, so the two cannot disagree.
+        if self.signal_recovery_start.is_set():
+            log.info("recovery_seek_skipped", reason="rebalance started", title=title)
+            raise rebalance_again()
+        await original(self, consumer, tps, offsets, title)
+
+    return _marked(_seek_offsets)
 
 
 def _remember_fetched(original: Any) -> Any:
