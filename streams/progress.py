@@ -68,7 +68,7 @@ class SourceTracker:
         self.committed = committed  # the group's committed offset of (topic, partition), if known
         self._positions: dict[tuple[str, int], _Position] = {}
         self._topics = {role: topic for topic, role in roles.items()}
-        self._stamps: dict[int, tuple[int, int, int]] | None = None  # from the user records, read once per assignment
+        self._stamps: dict[int, tuple[int, ...]] | None = None  # from the user records, read once per assignment
         self._peeked: dict[tuple[str, int], int] = {}  # positions of partitions not processed yet (`_peek`)
         self._dead_lettered_before = -1
 
@@ -147,8 +147,8 @@ class SourceTracker:
         mine = ROLES.index(self.roles[record.topic])
         with_it = list(offsets)
         with_it[mine] = record.offset if own.offset is None else max(own.offset, record.offset)
-        self.store.stamp = Stamp(partition, (with_it[0], with_it[1], with_it[2]))
-        self.store.stamp_before = Stamp(partition, (offsets[0], offsets[1], offsets[2]))
+        self.store.stamp = Stamp(partition, tuple(with_it))
+        self.store.stamp_before = Stamp(partition, tuple(offsets))
         self.store.stamped_last = False
         self._dead_lettered_before = own.dead_lettered
 

@@ -47,7 +47,7 @@ _PROFILE: Final = b"p/"
 _PROGRESS: Final = b"o/"
 
 #: The source roles, in the order of a `Stamp`'s offsets.
-ROLES: Final = ("events", "repartition", "results")
+ROLES: Final = ("events", "repartition", "results", "backfill")
 
 
 class Stamp(msgspec.Struct, frozen=True, array_like=True):
@@ -55,7 +55,7 @@ class Stamp(msgspec.Struct, frozen=True, array_like=True):
     the last offset processed per role (`ROLES` order; -1: none known)."""
 
     partition: int
-    offsets: tuple[int, int, int]
+    offsets: tuple[int, ...]  # a stamp written before a role existed is shorter: the missing ones are -1
 
 
 class UserRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -153,18 +153,18 @@ class Store:
                 if raw is not None:
                     yield key[len(_USER) :].decode("utf-8"), _USER_DEC.decode(raw)
 
-    def stamps(self) -> dict[int, tuple[int, int, int]]:
+    def stamps(self) -> dict[int, tuple[int, ...]]:
         """Per partition, the latest source positions the user records carry (a full scan: once per assignment).
         Positions only grow, so the role-wise maximum is the stamp of the partition's last user write."""
-        latest: dict[int, tuple[int, int, int]] = {}
+        latest: dict[int, tuple[int, ...]] = {}
         for key in list(self.table.keys()):
             if key.startswith(_USER):
                 raw = self.table.get(key)
                 stamp = None if raw is None else _STAMP_DEC.decode(raw).stamp
                 if stamp is not None:
                     seen = latest.get(stamp.partition)
-                    offsets = stamp.offsets
-                    latest[stamp.partition] = offsets if seen is None else tuple(map(max, seen, offsets))  # type: ignore[assignment]
+                    offsets = stamp.offsets + (-1,) * (len(ROLES) - len(stamp.offsets))
+                    latest[stamp.partition] = offsets if seen is None else tuple(map(max, seen, offsets))
         return latest
 
     def rewrite_user(self, user_id: str) -> None:
