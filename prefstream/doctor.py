@@ -76,7 +76,7 @@ def check_broker_and_topics(settings: Settings) -> list[Check]:
             )  # fmt: skip
     except PrefstreamError as exc:
         return [
-            Check("broker", "FAIL", str(exc), "start it (`prefstream kafka up` for a local one) or fix the address"),
+            Check("broker", "FAIL", str(exc)),  # the error already says what to check
             Check("topics", "skip", "no broker to ask"),
         ]
     try:
